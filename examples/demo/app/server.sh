@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "app serving on :8080 (not really)"

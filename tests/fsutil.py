@@ -1,0 +1,109 @@
+"""Compare filesystems: every header field that matters, from a tar stream or a directory."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+
+from imggit.layers import tarfmt
+
+IGNORE = {".dockerenv", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/mtab", "dev", "proc", "sys"}
+
+
+def listing_from_tar(data: bytes, *, ignore=IGNORE) -> dict[str, tuple]:
+    """path -> (type, mode, uid, gid, mtime, link target, content hash, xattrs, dev)
+
+    Hardlinks are reported as the file they share an inode with (type 'file',
+    same content) plus a group id, so both ends of a link compare equal.
+    """
+    out: dict[str, tuple] = {}
+    r = tarfmt.TarReader(io.BytesIO(data))
+    content: dict[str, str] = {}
+    groups: dict[str, str] = {}
+    for m in r:
+        p = m.path
+        if p == "." or _ignored(p, ignore):
+            continue
+        if m.is_link:
+            target = tarfmt.normalize(m.linkname)
+            base = out.get(target)
+            if base is None:
+                continue
+            root = groups.get(target, target)
+            groups[p] = root
+            groups.setdefault(target, root)
+            out[p] = base
+            continue
+        h = ""
+        if m.is_file:
+            h = hashlib.sha256(r.read_data()).hexdigest()
+            content[p] = h
+        kind = "file" if m.is_file else tarfmt.TYPE_NAMES.get(m.type, m.type)
+        dev = (m.devmajor, m.devminor) if m.type in (tarfmt.CHARDEV, tarfmt.BLOCKDEV) else None
+        out[p] = (kind, m.mode & 0o7777, m.uid, m.gid, m.mtime if kind != "directory" else None,
+                  m.linkname if m.is_symlink else "", h, tuple(sorted(m.xattrs.items())), dev)
+    return out
+
+
+def hardlink_groups_from_tar(data: bytes, ignore=IGNORE) -> set[frozenset[str]]:
+    r = tarfmt.TarReader(io.BytesIO(data))
+    groups: dict[str, set[str]] = {}
+    for m in r:
+        if m.is_link and not _ignored(m.path, ignore):
+            t = tarfmt.normalize(m.linkname)
+            g = groups.setdefault(t, {t})
+            g.add(m.path)
+    return {frozenset(g) for g in groups.values()}
+
+
+def listing_from_dir(root: str, *, ignore=IGNORE, xattrs: bool = True) -> dict[str, tuple]:
+    out: dict[str, tuple] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            p = os.path.relpath(full, root)
+            if _ignored(p, ignore):
+                continue
+            st = os.lstat(full)
+            if stat.S_ISDIR(st.st_mode):
+                kind = "directory"
+            elif stat.S_ISLNK(st.st_mode):
+                kind = "symlink"
+            elif stat.S_ISREG(st.st_mode):
+                kind = "file"
+            elif stat.S_ISFIFO(st.st_mode):
+                kind = "fifo"
+            elif stat.S_ISCHR(st.st_mode):
+                kind = "char device"
+            else:
+                kind = "other"
+            h = ""
+            if kind == "file":
+                with open(full, "rb") as f:
+                    h = hashlib.sha256(f.read()).hexdigest()
+            xs: tuple = ()
+            if xattrs and kind != "symlink":
+                try:
+                    xs = tuple(sorted((k, os.getxattr(full, k, follow_symlinks=False).decode("utf-8", "surrogateescape"))
+                                      for k in os.listxattr(full, follow_symlinks=False)))
+                except OSError:
+                    xs = ()
+            dev = (os.major(st.st_rdev), os.minor(st.st_rdev)) if kind == "char device" else None
+            out[p] = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
+                      int(st.st_mtime) if kind != "directory" else None,
+                      os.readlink(full) if kind == "symlink" else "", h, xs, dev)
+    return out
+
+
+def _ignored(p: str, ignore) -> bool:
+    return any(p == i or p.startswith(i + "/") for i in ignore)
+
+
+def diff_listings(a: dict, b: dict) -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) != b.get(k):
+            out.append(f"{k}: {a.get(k)} != {b.get(k)}")
+    return out
