@@ -14,7 +14,7 @@ from typing import Iterable
 
 import networkx as nx
 
-from .model import Image, Step
+from .model import Image
 
 
 def build(images: Iterable[tuple[str, Image]]) -> nx.DiGraph:

@@ -138,7 +138,7 @@ def show_lines(res: Any, style: Style = _plain) -> list[str]:
     lines.append(f"Image:      {img.id}" + ("" if img.exact_config else "  (config rebuilt from the engine's inspect)"))
     if img.digest:
         lines.append(f"Manifest:   {img.digest}")
-    lines.append(f"Platform:   {res.platform}" + (f" (picked from an index)" if img.extra.get("platform") else ""))
+    lines.append(f"Platform:   {res.platform}" + (" (picked from an index)" if img.extra.get("platform") else ""))
     lines.append(f"Store:      {img.source}")
     if res.runtime is not None:
         lines.append("Config:")

@@ -96,7 +96,7 @@ def test_retag_reports_previous_and_keeps_config_bytes(store):
 
 
 def test_needed_layers_after_write(store):
-    res = b.write_image(store, tag_for(store), sample_steps())
+    b.write_image(store, tag_for(store), sample_steps())
     img = store.get(tag_for(store))
     if store.kind in ("docker-archive", "oci-archive"):
         assert store.needed_layers(img.layers) == {0, 1}  # archives are rewritten whole
@@ -107,7 +107,7 @@ def test_needed_layers_after_write(store):
 def test_copy_round_trip_keeps_ids(store, tmp_path):
     from imggit.ops.copy import write_image
 
-    res = b.write_image(store, tag_for(store), sample_steps())
+    b.write_image(store, tag_for(store), sample_steps())
     img = store.get(tag_for(store))
     session = Session()
     dest = session.store("oci", str(tmp_path / "copy"), for_write=True)

@@ -23,7 +23,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterable
 
 from .. import platforms
 from ..errors import FormatError, RefError, StoreError, UsageError
@@ -31,12 +31,12 @@ from ..layers import tarfmt
 from ..layers.compress import compressor, open_decompressed, sniff
 from ..layers.streams import DigestReader, HashingWriter, SliceReader
 from ..model import (
-    CONTAINERD_NAME_ANNOTATION, DOCKER_LAYER, INDEX_TYPES, OCI_INDEX, OCI_LAYER, REF_NAME_ANNOTATION,
-    Config, Descriptor, Image, Index, Layer, Manifest, chain_ids, dump_json, is_digest, layer_media_type,
+    CONTAINERD_NAME_ANNOTATION, INDEX_TYPES, OCI_INDEX, REF_NAME_ANNOTATION,
+    Config, Descriptor, Image, Index, Layer, Manifest, chain_ids, dump_json, layer_media_type,
     sha256_digest,
 )
 from .base import (
-    LayerInput, Store, WriteRequest, WriteResult, build_manifest, config_media_type, manifest_fits,
+    Store, WriteRequest, WriteResult, build_manifest, config_media_type, manifest_fits,
     match_id, pick_one,
 )
 from .ocilayout import convert_media_type

@@ -22,22 +22,21 @@ import contextlib
 import datetime as _dt
 import hashlib
 import io
-import json
 import os
 import queue
 import re
 import threading
 from typing import Any, BinaryIO, Iterator, Sequence
 
-from ..errors import DaemonError, FormatError, RefError, StoreError, UsageError
+from ..errors import DaemonError, RefError, StoreError, UsageError
 from ..layers import tarfmt
 from ..layers.fetch import LayerFile, _index, spool_stream
 from ..layers.streams import Reader
 from ..model import (
-    DOCKER_LAYER, Config, Image, Layer, chain_ids, dump_json, is_digest, short,
+    DOCKER_LAYER, Config, Image, Layer, chain_ids, short,
 )
 from .archive import ArchiveWriter, docker_archive_members, short_docker_name, split_docker_name
-from .base import LayerInput, Store, WriteRequest, WriteResult, match_id
+from .base import LayerInput, Store, WriteRequest, WriteResult
 
 _DEFAULT_SOCKET = "/var/run/docker.sock"
 _engine_cache: dict[str, bool] = {}

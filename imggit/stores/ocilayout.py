@@ -32,7 +32,7 @@ from ..model import (
     sha256_digest,
 )
 from .base import (
-    LayerInput, Store, WriteRequest, WriteResult, build_manifest, config_media_type, manifest_fits,
+    Store, WriteRequest, WriteResult, build_manifest, config_media_type, manifest_fits,
     match_id, pick_one,
 )
 

@@ -4,7 +4,6 @@ import io
 import json
 
 from imggit.layers import build as b
-from imggit.layers import tarfmt
 from imggit.model import Config, Image, Layer, chain_ids, DOCKER_LAYER
 from imggit.stores.archive import ArchiveWriter, docker_archive_members
 from imggit.stores.base import LayerInput, WriteRequest

@@ -1,5 +1,5 @@
 from imggit import dag
-from imggit.model import Layer, align, chain_ids
+from imggit.model import Layer, chain_ids
 from imggit.model import Config, Image
 
 

@@ -66,7 +66,7 @@ def test_reads_gnu_longnames_and_data_offsets():
 def test_read_data_and_skip():
     data = b.make_layer([b.file("a", b"A" * 1000), b.file("b", b"B" * 10)])
     r = tarfmt.TarReader(io.BytesIO(data))
-    m = r.next()
+    r.next()
     assert r.read_data(10) == b"A" * 10          # partial read, rest skipped on next()
     m2 = r.next()
     assert m2.path == "b" and r.read_data() == b"B" * 10

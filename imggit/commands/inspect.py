@@ -1,0 +1,156 @@
+"""log, show, ls: read-only verbs."""
+
+from __future__ import annotations
+
+import click
+
+from ..cli import CONTEXT, _ctx, main, out, style, warn  # noqa: F401
+
+# --- log -------------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("refs", nargs=-1, metavar="[REF]...")
+@click.option("--oneline", is_flag=True, help="One line per step: id, layer size, command.")
+@click.option("--layers", "layers_only", is_flag=True, help="Only steps that carry a layer.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (schema: docs/log.md).")
+@click.option("-n", "--max-count", "limit", type=click.IntRange(min=1), metavar="N", help="Show at most N steps.")
+@click.option("--graph", is_flag=True, help="Draw the steps of several images as a graph; shared bases once.")
+@click.option("--all", "all_images", is_flag=True, help="Every tagged image of the default store (implies --graph).")
+def log(refs: tuple[str, ...], oneline: bool, layers_only: bool, as_json: bool, limit: int | None,
+        graph: bool, all_images: bool) -> None:
+    """Show the steps of an image, newest first, like git log.
+
+    Each step is a history entry of the image; the id shown is the chain id
+    of the layers up to that step (empty steps, which carry no layer, show
+    dashes). Nothing but metadata is read: no layer bytes.
+
+    \b
+    Examples:
+      imggit log app:1
+      imggit log --oneline --layers oci:out:app
+      imggit log --graph --oneline app:1 app:2
+      imggit log --graph --all
+    """
+    from .. import render
+    from ..ops import inspect
+
+    c = _ctx()
+    if graph or all_images or len(refs) > 1:
+        res = inspect.log_graph(c.session, list(refs), all_images=all_images, layers_only=layers_only,
+                                limit=limit)
+        if as_json:
+            out(render.dumps({"schema": render.LOG_SCHEMA_VERSION,
+                              "images": [render.image_json(img, tag) for tag, img in res.images],
+                              "steps": [dict(render.step_json(res.graph.nodes[n]["step"], ""), tags=res.graph.nodes[n]["tags"],
+                                             parent=next(iter(res.graph.predecessors(n)), None))
+                                        for n in (ln.node for ln in res.lines) if n is not None]}))
+            return
+        total = {n: None for n in res.graph.nodes}
+        for ln in res.lines:
+            if ln.node is None:
+                out(ln.prefix.rstrip())
+                continue
+            step = res.graph.nodes[ln.node]["step"]
+            if oneline:
+                out(ln.prefix + render.log_oneline(step, ln.tags, style))
+            else:
+                head = render.log_oneline(step, ln.tags, style)
+                out(ln.prefix + head)
+                cont = ln.cont or ""
+                if step.created:
+                    out((cont + style(render.fmt_time(step.created), dim=True)).rstrip())
+        del total
+        return
+    if not refs:
+        raise click.UsageError("name an image (e.g. imggit log app:1), or use --all")
+    res1 = inspect.log(c.session, refs[0], layers_only=layers_only, limit=limit)
+    for w in res1.warnings:
+        warn(w)
+    r = res1.resolved
+    c.info(f"{r.text} is {r.image.id} in {r.store.describe()}")
+    if as_json:
+        out(render.dumps({"schema": render.LOG_SCHEMA_VERSION, "image": render.image_json(r.image, r.text),
+                          "upto": r.upto,
+                          "steps": [render.step_json(e.step, e.rev) for e in res1.entries]}))
+        return
+    for e in res1.entries:
+        if oneline:
+            out(render.log_oneline(e.step, e.tags, style))
+        else:
+            for line in render.log_full(e.step, len(r.image.steps), e.rev, e.tags, style):
+                out(line)
+
+
+# --- show ------------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("ref")
+@click.option("--config", "raw", flag_value="config", help="Print the image config, byte for byte.")
+@click.option("--manifest", "raw", flag_value="manifest", help="Print the manifest, byte for byte.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def show(ref: str, raw: str | None, as_json: bool) -> None:
+    """Show one step: its history entry and layer (and the runtime config of an image).
+
+    \b
+    Examples:
+      imggit show app:1            the top step and the image's config
+      imggit show app:1~2          an earlier step
+      imggit show --config app:1   the config JSON exactly as stored
+    """
+    from .. import render
+    from ..ops import inspect
+
+    c = _ctx()
+    if raw:
+        data = inspect.show_raw(c.session, ref, raw)
+        click.echo(data, nl=not data.endswith(b"\n"))
+        return
+    res = inspect.show(c.session, ref)
+    for w in res.warnings:
+        warn(w)
+    if as_json:
+        r = res.resolved
+        out(render.dumps({"image": render.image_json(r.image, r.text),
+                          "step": render.step_json(res.step, r.text) if res.step else None,
+                          "config": res.runtime}))
+        return
+    for line in render.show_lines(res, style):
+        out(line)
+
+
+# --- ls --------------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("store", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("-q", "--quiet", is_flag=True, help="Only the tags.")
+def ls(store: str | None, as_json: bool, quiet: bool) -> None:
+    """List the tagged images of a store (like docker images).
+
+    STORE is docker-daemon:, embedded:, oci:DIR, docker-archive:FILE or
+    oci-archive:FILE; the default is the engine when one answers, else the
+    embedded store.
+    """
+    from .. import render
+    from ..ops import inspect
+
+    c = _ctx()
+    where, rows = inspect.ls(c.session, store)
+    if as_json:
+        out(render.dumps({"store": where, "images": [render.image_json(r.image, r.tag) for r in rows]}))
+        return
+    if quiet:
+        for r in rows:
+            out(r.tag)
+        return
+    c.info(f"listing {where}")
+    if not rows:
+        click.echo(f"no tagged images in {where}", err=True)
+        return
+    for line in render.ls_lines(rows, style):
+        out(line)
+
+
