@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Iterable
 
-from ..errors import DigestMismatch, FormatError
+from ..errors import DigestMismatch, FormatError, ImggitError
 from ..model import Image, Layer, short
 from . import tarfmt
 from .compress import open_decompressed, sniff
@@ -89,9 +89,9 @@ def _fetch_one(store: "Store", image: Image, i: int, workdir: str) -> LayerFile:
         stream, _codec = open_decompressed(raw, what)
         try:
             spool_stream(stream, dest, layer.diff_id, what)
-        except (OSError, EOFError, ValueError) as e:
-            if isinstance(e, DigestMismatch):
-                raise
+        except ImggitError:
+            raise
+        except Exception as e:  # zlib, ISA-L, zstd and lzma each have their own error types
             raise FormatError(f"{what} could not be decompressed: {e}") from None
         if hasattr(raw, "drain"):
             raw.drain()  # the compressed stream's own digest is checked at its end
@@ -108,22 +108,45 @@ def _index(path: str, what: str) -> list[tarfmt.Member]:
 
 
 def materialize(store: "Store", image: Image, indices: Iterable[int], workdir: str,
-                jobs: int = 2) -> dict[int, LayerFile]:
-    """Verified, uncompressed, indexed copies (or the originals) of the given layers."""
+                jobs: int = 2, index_only: Iterable[int] = ()) -> dict[int, LayerFile]:
+    """Verified, uncompressed, indexed copies (or the originals) of the given layers.
+
+    Layers in ``index_only`` are only indexed (``path`` is empty): from the
+    cache when it has them, else by reading them once.
+    """
+    from .index import index_layers, load_cached, save_cached
+
     wanted = sorted(set(indices))
+    headers = sorted(set(index_only) - set(wanted))
+    cached = {}
+    for i in headers:
+        members = load_cached(image.layers[i].diff_id)
+        if members is not None:
+            cached[i] = LayerFile(i, image.layers[i], "", members, temporary=False)
+    headers = [i for i in headers if i not in cached]
     spool = getattr(store, "spool_layers", None)
     if spool is not None:
-        return spool(image, wanted, workdir)  # type: ignore[no-any-return]
-    if len(wanted) <= 1 or jobs <= 1:
-        return {i: _fetch_one(store, image, i, workdir) for i in wanted}
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {i: pool.submit(_fetch_one, store, image, i, workdir) for i in wanted}
-        return {i: f.result() for i, f in futures.items()}
+        out = spool(image, wanted, workdir, index_only=headers)
+    else:
+        if len(wanted) <= 1 or jobs <= 1:
+            out = {i: _fetch_one(store, image, i, workdir) for i in wanted}
+        else:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                futures = {i: pool.submit(_fetch_one, store, image, i, workdir) for i in wanted}
+                out = {i: f.result() for i, f in futures.items()}
+        for i, members in index_layers(store, image, headers).items():
+            out[i] = LayerFile(i, image.layers[i], "", members, temporary=False)
+    for i, lf in out.items():
+        if lf.path and load_cached(lf.layer.diff_id) is None:
+            with contextlib.suppress(OSError):
+                save_cached(lf.layer.diff_id, lf.members)
+    out.update(cached)
+    return out
 
 
 def cleanup(files: dict[int, LayerFile]) -> None:
     for lf in files.values():
-        if lf.temporary:
+        if lf.temporary and lf.path:
             with contextlib.suppress(OSError):
                 os.unlink(lf.path)
 

@@ -76,7 +76,7 @@ class TarFile:
                 with os.fdopen(fd, "wb") as out:
                     try:
                         shutil.copyfileobj(stream, out, 1 << 20)
-                    except (OSError, EOFError, ValueError) as e:
+                    except Exception as e:  # each codec has its own error type
                         raise FormatError(f"{what} is compressed but could not be decompressed: {e}") from None
                 path = self._tmp
         self.path = path

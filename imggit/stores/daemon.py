@@ -329,25 +329,48 @@ class DockerDaemon(Store):
     def open_blob(self, image: Image, index: int) -> BinaryIO:
         raise StoreError("layers of the Docker engine are read through spool_layers")
 
-    def spool_layers(self, image: Image, indices: Sequence[int], workdir: str) -> dict[int, LayerFile]:
+    def spool_layers(self, image: Image, indices: Sequence[int], workdir: str,
+                     index_only: Sequence[int] = ()) -> dict[int, LayerFile]:
+        """One save pass: spool the ``indices`` layers, read only the headers of ``index_only``."""
         wanted = {image.layers[i].diff_id: i for i in indices}
-        if not wanted:
+        headers = {image.layers[i].diff_id: i for i in index_only if image.layers[i].diff_id not in wanted}
+        if not wanted and not headers:
             return {}
-        paths = self._save_pass(image, wanted, workdir, want_config=not image.exact_config)
+        paths, indexed = self._save_pass(image, wanted, workdir, want_config=not image.exact_config,
+                                         index_only=headers)
         out = {}
         for diff_id, i in wanted.items():
             path = paths[diff_id]
             out[i] = LayerFile(i, image.layers[i], path, _index(path, f"layer {i} of {image.describe()}"))
+        for diff_id, i in headers.items():
+            out[i] = LayerFile(i, image.layers[i], "", indexed[diff_id], temporary=False)
         return out
 
+    def index_layers(self, image: Image, indices: Sequence[int]) -> dict[int, list[tarfmt.Member]]:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as wd:
+            files = self.spool_layers(image, [], wd, index_only=indices)
+        return {i: lf.members for i, lf in files.items()}
+
     def _save_pass(self, image: Image, wanted: dict[str, int], workdir: str | None,
-                   want_config: bool) -> dict[str, str]:
-        """One ``docker save`` stream: spool the wanted layers, capture the config."""
+                   want_config: bool, index_only: dict[str, int] | None = None
+                   ) -> tuple[dict[str, str], dict[str, list[tarfmt.Member]]]:
+        """One ``docker save`` stream: spool the wanted layers, index others, capture the config."""
         import docker
 
+        from ..layers.index import index_stream
+
         self.save_calls += 1
+        index_only = index_only or {}
         hexid = image.id.removeprefix("sha256:")
         found: dict[str, str] = {}
+        indexed: dict[str, list[tarfmt.Member]] = {}
+
+        def done() -> bool:
+            return (len(found) == len(wanted) and len(indexed) == len(index_only)
+                    and (not want_config or image.id in self._exact))
+
         try:
             stream = _ChunkStream(iter(self.api.get_image(image.id, chunk_size=1 << 20)))
             reader = tarfmt.TarReader(stream, what="the engine's save stream")  # type: ignore[arg-type]
@@ -357,14 +380,30 @@ class DockerDaemon(Store):
                 name = m.path
                 if name.startswith("blobs/sha256/"):
                     digest = "sha256:" + name.rsplit("/", 1)[1]
+                    what = f"layer of {image.describe()} ({short(digest)})"
                     if digest in wanted and digest not in found and workdir is not None:
                         dest = os.path.join(workdir, f"layer-{wanted[digest]}-{short(digest)}.tar")
-                        spool_stream(_MemberStream(reader), dest, digest,  # type: ignore[arg-type]
-                                     f"layer {wanted[digest]} of {image.describe()}")
+                        spool_stream(_MemberStream(reader), dest, digest, what)  # type: ignore[arg-type]
                         found[digest] = dest
+                    elif digest in index_only and digest not in indexed:
+                        h = hashlib.sha256()
+                        src = _MemberStream(reader)
+
+                        class _Tap:
+                            def read(self, n: int = -1) -> bytes:
+                                b = src.read(n)
+                                h.update(b)
+                                return b
+
+                        indexed[digest] = index_stream(_Tap(), what)
+                        while _Tap().read(1 << 20):
+                            pass
+                        if "sha256:" + h.hexdigest() != digest:
+                            raise FormatError(f"{what}: content does not match its diff id")
                     elif digest == image.id and want_config:
                         self._exact[image.id] = reader.read_data()
-                elif name.endswith("/layer.tar") and workdir is not None and len(found) < len(wanted):
+                elif name.endswith("/layer.tar") and workdir is not None and (
+                        len(found) < len(wanted) or len(indexed) < len(index_only)):
                     dest = os.path.join(workdir, f"spool-{len(os.listdir(workdir))}.tar")
                     h = hashlib.sha256()
                     with open(dest, "wb") as out:
@@ -377,24 +416,26 @@ class DockerDaemon(Store):
                         os.replace(dest, final)
                         found[digest] = final
                     else:
+                        if digest in index_only and digest not in indexed:
+                            indexed[digest] = _index(dest, f"layer of {image.describe()} ({short(digest)})")
                         os.unlink(dest)
                 elif name == f"{hexid}.json" and want_config:
                     self._exact[image.id] = reader.read_data()
-                if len(found) == len(wanted) and (not want_config or image.id in self._exact):
+                if done():
                     break
         except docker.errors.APIError as e:
             raise DaemonError(f"{self.describe()} could not save {image.describe()}: {_brief(e)}") from None
         finally:
             with contextlib.suppress(Exception):
                 stream._it.close()  # type: ignore[attr-defined]
-        missing = [short(d) for d in wanted if d not in found]
+        missing = [short(d) for d in list(wanted) + list(index_only) if d not in found and d not in indexed]
         if missing:
             raise DaemonError(f"the engine's save stream of {image.describe()} lacks layer(s) {', '.join(missing)}")
         if want_config:
             raw = self._exact.get(image.id)
             if raw is None or "sha256:" + hashlib.sha256(raw).hexdigest() != image.id:
                 raise DaemonError(f"the engine's save stream of {image.describe()} has no valid config")
-        return found
+        return found, indexed
 
     @contextlib.contextmanager
     def layer_inputs(self, image: Image, indices: Sequence[int] | None = None,
@@ -406,7 +447,7 @@ class DockerDaemon(Store):
         wd = tmpdir() if own else workdir
         try:
             paths = self._save_pass(image, {image.layers[i].diff_id: i for i in want}, wd,
-                                    want_config=False) if want else {}
+                                    want_config=False)[0] if want else {}
             out = []
             for i, layer in enumerate(image.layers):
                 p = paths.get(layer.diff_id) if i in want else None

@@ -362,17 +362,15 @@ class OCILayout(Store):
 
     def write(self, req: WriteRequest) -> WriteResult:
         descs, written, reused, nbytes = self.write_layers(req)
-        family = req.family or (req.manifest.family if req.manifest else "oci")
-        if any(d.media_type.endswith("+zstd") for d in descs):
-            family = "oci"
         config_digest = self.put_bytes(req.config.raw)
         assert config_digest == req.config.digest
         if manifest_fits(req.manifest, req.config, descs, req.annotations):
             manifest_raw = req.manifest.raw  # type: ignore[union-attr]
             manifest = req.manifest
         else:
-            cmt = req.manifest.config.media_type if req.manifest and req.manifest.family == family else None
-            manifest_raw = build_manifest(req.config, descs, family, req.annotations, cmt or config_media_type(family))
+            # a new manifest in a layout is always an OCI one (what umoci and skopeo expect there)
+            descs = [d.with_(media_type=convert_media_type(d.media_type, "oci")) for d in descs]
+            manifest_raw = build_manifest(req.config, descs, "oci", req.annotations, config_media_type("oci"))
             manifest = Manifest.parse(manifest_raw)
         digest = self.put_bytes(manifest_raw)
         entry: dict[str, Any] = {"mediaType": manifest.media_type, "digest": digest, "size": len(manifest_raw)}  # type: ignore[union-attr]
@@ -386,9 +384,17 @@ class OCILayout(Store):
                 for it in items:
                     if (it.get("annotations") or {}).get(REF_NAME_ANNOTATION) == req.tag:
                         previous = it.get("digest")
+                        if previous != digest:
+                            # the image the tag left stays in the layout, untagged (like a dangling
+                            # image of the engine), reachable by id until imggit gc removes it
+                            old = {k: v for k, v in it.items() if k != "annotations"}
+                            if not any(x.get("digest") == previous and not (x.get("annotations") or {})
+                                       .get(REF_NAME_ANNOTATION) for x in items):
+                                kept.append(old)
                     else:
                         kept.append(it)
-                items = kept
+                items = [it for it in kept if not (it.get("digest") == digest and not
+                                                   (it.get("annotations") or {}).get(REF_NAME_ANNOTATION))]
                 entry["annotations"] = {REF_NAME_ANNOTATION: req.tag}
                 if self.label:  # the embedded store keeps full names like containerd does
                     entry["annotations"][CONTAINERD_NAME_ANNOTATION] = req.tag

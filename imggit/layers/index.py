@@ -1,0 +1,127 @@
+"""File indexes of layers (every member's header fields), cached by diff id.
+
+A diff id names the exact uncompressed bytes of a layer, so an index saved
+under it never goes stale. Indexes are kept as gzip'd JSON under
+``$IMGGIT_HOME/cache/index/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import tempfile
+from typing import TYPE_CHECKING, Iterable
+
+from ..config import cache_path
+from ..errors import FormatError, ImggitError
+from ..model import Image, short
+from . import tarfmt
+from .compress import open_decompressed
+from .tarfmt import Member
+
+if TYPE_CHECKING:
+    from ..stores.base import Store
+
+_VERSION = 1
+_FIELDS = ("name", "type", "mode", "uid", "gid", "size", "mtime", "linkname", "uname", "gname",
+           "devmajor", "devminor", "pax", "header_offset", "data_offset", "raw_ok")
+
+
+def _path(diff_id: str) -> str:
+    return cache_path("index", diff_id.replace(":", "-") + ".json.gz")
+
+
+def load_cached(diff_id: str) -> list[Member] | None:
+    try:
+        with gzip.open(_path(diff_id), "rb") as f:
+            data = json.loads(f.read())
+    except (OSError, ValueError, EOFError):
+        return None
+    if not isinstance(data, dict) or data.get("v") != _VERSION:
+        return None
+    out = []
+    for row in data["members"]:
+        m = Member(*row)
+        m.path = tarfmt.normalize(m.name)
+        out.append(m)
+    return out
+
+
+def save_cached(diff_id: str, members: Iterable[Member]) -> None:
+    rows = [[getattr(m, f) for f in _FIELDS] for m in members]
+    path = _path(diff_id)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=3) as f:
+            f.write(json.dumps({"v": _VERSION, "members": rows}, separators=(",", ":")).encode())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def index_stream(stream, what: str) -> list[Member]:  # type: ignore[no-untyped-def]
+    """Members of an uncompressed tar stream, reading through it once."""
+    r = tarfmt.TarReader(stream, what=what)
+    members = list(r)
+    r.drain()
+    return members
+
+
+def index_layers(store: "Store", image: Image, indices: Iterable[int]) -> dict[int, list[Member]]:
+    """Headers of the given layers: from the cache, else read once (and cached)."""
+    out: dict[int, list[Member]] = {}
+    missing = []
+    for i in sorted(set(indices)):
+        cached = load_cached(image.layers[i].diff_id)
+        if cached is not None:
+            out[i] = cached
+        else:
+            missing.append(i)
+    if not missing:
+        return out
+    spool = getattr(store, "index_layers", None)
+    if spool is not None:
+        found = spool(image, missing)
+    else:
+        found = {}
+        for i in missing:
+            layer = image.layers[i]
+            what = f"layer {i} ({short(layer.diff_id)}) of {image.describe()}"
+            raw = store.open_blob(image, i)
+            try:
+                stream, _ = open_decompressed(raw, what)
+                import hashlib
+
+                h = hashlib.sha256()
+
+                class _Tap:
+                    def read(self, n: int = -1) -> bytes:
+                        b = stream.read(n)
+                        h.update(b)
+                        return b
+
+                try:
+                    members = index_stream(_Tap(), what)
+                except ImggitError:
+                    raise
+                except Exception as e:  # zlib, ISA-L, zstd and lzma each have their own error types
+                    raise FormatError(f"{what} could not be decompressed: {e}") from None
+                if "sha256:" + h.hexdigest() != layer.diff_id:
+                    from ..errors import DigestMismatch
+
+                    raise DigestMismatch(f"{what}: diff id mismatch: content hashes to sha256:{h.hexdigest()}")
+                if hasattr(raw, "drain"):
+                    raw.drain()
+            finally:
+                raw.close()
+            found[i] = members
+    for i, members in found.items():
+        with contextlib.suppress(OSError):
+            save_cached(image.layers[i].diff_id, members)
+        out[i] = members
+    return out
