@@ -122,3 +122,16 @@ def test_docker_save_archive_is_read(app, cli, with_engine, tmp_path):
     assert json.loads(r.out)["image"]["id"] == with_engine.image_id(app)
     r = cli("cp", f"docker-archive:{archive}", f"oci:{tmp_path / 'o'}:x")
     assert r.code == 0, r
+
+
+def test_log_of_a_100_step_image_reads_no_layer(cli, with_engine, monkeypatch):
+    lines = ["FROM busybox:base"]
+    for i in range(99):
+        lines.append(f"RUN echo {i} > /step{i}" if i % 20 == 0 else f"ENV STEP{i}={i}")
+    with_engine.build("interop/hundred:1", "\n".join(lines) + "\n")
+    no_save(monkeypatch)
+    r = cli("log", "--json", "interop/hundred:1")
+    assert r.code == 0, r
+    steps = json.loads(r.out)["steps"]
+    assert len(steps) == 100          # busybox:base's one step + 99
+    assert sum(1 for s in steps if s["layer"]) == 1 + 5
