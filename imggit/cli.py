@@ -114,6 +114,13 @@ def main(ctx: click.Context, verbose: int, platform: str | None) -> None:
 
     See 'imggit COMMAND --help' and docs/ for more.
     """
+    if platform:
+        from .platforms import parse_platform
+
+        try:
+            parse_platform(platform)
+        except ImggitError as e:
+            raise click.BadParameter(e.message + (f" ({e.hint})" if e.hint else ""), param_hint="--platform")
     obj = Ctx(verbose, platform)
     ctx.obj = obj
     ctx.call_on_close(obj.close)

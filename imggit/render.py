@@ -215,6 +215,7 @@ def step_json(step: Step, rev: str) -> dict[str, Any]:
 def image_json(img: Image, name: str | None = None) -> dict[str, Any]:
     return {
         "name": name or img.name,
+        "platform_picked": img.extra.get("platform"),
         "id": img.id,
         "digest": img.digest,
         "store": img.source,

@@ -13,7 +13,7 @@ from typing import Callable
 
 from .config import embedded_store_path
 from .errors import RefError, RevisionError, StoreError
-from .model import Image, Layer, Step, short
+from .model import Image, Layer, Step
 from .revisions import RangeSpec, Ref, Rev, StoreSpec, parse_range, parse_rev
 from .stores.base import Store
 
@@ -171,8 +171,11 @@ class Session:
         if isinstance(rev, str):
             rev = parse_rev(rev)
         if any(op == "@" for op, _ in rev.ops):
-            from .journal import resolve_reflog  # type: ignore[attr-defined]
-
+            try:
+                from .journal import resolve_reflog  # type: ignore[attr-defined]
+            except ImportError:
+                raise RevisionError(f"{rev.text!r}: REF@{{N}} needs the journal, which this version does "
+                                    "not have yet") from None
             return resolve_reflog(self, rev, layers=layers)  # type: ignore[no-any-return]
         store, image = self.image(rev.ref)
         upto = len(image.steps)
@@ -227,12 +230,15 @@ def check_ancestor(left: Resolved, right: Resolved) -> None:
             s.layer is None for s in left.steps[-1:]):
         return
     if common:
+        from .model import describe_command
+
         base = right.steps[common - 1]
         back = right.upto - common
         where = f"{right.describe()}~{back}" if back else right.describe()
+        what = describe_command(base.created_by) or base.comment or "no command"
         raise RevisionError(
             f"{left.describe()} is not an ancestor of {right.describe()}; their merge-base is {where} "
-            f"(step {short(base.chain_id)}: {base.created_by[:60] or 'no command'})")
+            f"({what[:60]})")
     raise RevisionError(f"{left.describe()} is not an ancestor of {right.describe()}; they share no step")
 
 

@@ -15,8 +15,9 @@ _COMPRESS = click.Choice(["auto", "gzip", "zstd", "none"])
 @click.argument("src")
 @click.argument("dst")
 @click.option("--compress", type=_COMPRESS, default="auto", show_default=True,
-              help="Compression for layers that arrive uncompressed (auto: gzip for OCI, none for "
-                   "the engine and archives). Compressed layers are never recompressed.")
+              help="Compression for layers that arrive uncompressed (auto: gzip for OCI layouts and "
+                   "archives, none for the engine and docker archives). Compressed layers are never "
+                   "recompressed.")
 @click.option("--compress-level", type=int, default=None, help="Codec level (gzip 0-3 with ISA-L, zstd 1-19).")
 def cp(src: str, dst: str, compress: str, compress_level: int | None) -> None:
     """Copy an image from one store to another.
@@ -40,11 +41,11 @@ def cp(src: str, dst: str, compress: str, compress_level: int | None) -> None:
     r = res.result
     img = r.image
     target = res.dest.describe()
-    click.echo(f"copied {res.source.text} to {target}" + (f" as {res.tag}" if res.tag else "")
+    click.echo(f"copied {res.source.text} to {target}" + (f" as {img.name}" if img.name else "")
                + f": {r.written_blobs} layer(s) written ({human_size(r.written_bytes)}), "
                + f"{len(img.layers) - r.written_blobs} already there", err=True)
     if r.previous and r.previous != img.id:
-        click.echo(f"{res.tag} moved from {short(r.previous)} (still reachable by id)", err=True)
+        click.echo(f"{img.name} moved from {short(r.previous)} (the old image is still there by id)", err=True)
     out(img.id)
 
 

@@ -12,7 +12,8 @@ from ..cli import CONTEXT, _ctx, main, out, style, warn  # noqa: F401
 @main.command(context_settings=CONTEXT)
 @click.argument("refs", nargs=-1, metavar="[REF]...")
 @click.option("--oneline", is_flag=True, help="One line per step: id, layer size, command.")
-@click.option("--layers", "layers_only", is_flag=True, help="Only steps that carry a layer.")
+@click.option("--layers", "layers_only", is_flag=True,
+              help="Only steps that carry a layer; REF~N then counts layer-bearing steps.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (schema: docs/log.md).")
 @click.option("-n", "--max-count", "limit", type=click.IntRange(min=1), metavar="N", help="Show at most N steps.")
 @click.option("--graph", is_flag=True, help="Draw the steps of several images as a graph; shared bases once.")
@@ -37,6 +38,8 @@ def log(refs: tuple[str, ...], oneline: bool, layers_only: bool, as_json: bool, 
 
     c = _ctx()
     if graph or all_images or len(refs) > 1:
+        if any(".." in r and inspect.is_range(r) for r in refs):
+            raise click.UsageError("--graph draws whole images; a range (A..B) works without --graph")
         res = inspect.log_graph(c.session, list(refs), all_images=all_images, layers_only=layers_only,
                                 limit=limit)
         if as_json:
@@ -46,7 +49,6 @@ def log(refs: tuple[str, ...], oneline: bool, layers_only: bool, as_json: bool, 
                                              parent=next(iter(res.graph.predecessors(n)), None))
                                         for n in (ln.node for ln in res.lines) if n is not None]}))
             return
-        total = {n: None for n in res.graph.nodes}
         for ln in res.lines:
             if ln.node is None:
                 out(ln.prefix.rstrip())
@@ -60,7 +62,6 @@ def log(refs: tuple[str, ...], oneline: bool, layers_only: bool, as_json: bool, 
                 cont = ln.cont or ""
                 if step.created:
                     out((cont + style(render.fmt_time(step.created), dim=True)).rstrip())
-        del total
         return
     if not refs:
         raise click.UsageError("name an image (e.g. imggit log app:1), or use --all")
@@ -70,8 +71,8 @@ def log(refs: tuple[str, ...], oneline: bool, layers_only: bool, as_json: bool, 
     r = res1.resolved
     c.info(f"{r.text} is {r.image.id} in {r.store.describe()}")
     if as_json:
-        out(render.dumps({"schema": render.LOG_SCHEMA_VERSION, "image": render.image_json(r.image, r.text),
-                          "upto": r.upto,
+        out(render.dumps({"schema": render.LOG_SCHEMA_VERSION, "image": render.image_json(r.image),
+                          "rev": r.text, "upto": r.upto,
                           "steps": [render.step_json(e.step, e.rev) for e in res1.entries]}))
         return
     for e in res1.entries:
@@ -90,7 +91,8 @@ def log(refs: tuple[str, ...], oneline: bool, layers_only: bool, as_json: bool, 
 @click.option("--config", "raw", flag_value="config", help="Print the image config, byte for byte.")
 @click.option("--manifest", "raw", flag_value="manifest", help="Print the manifest, byte for byte.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def show(ref: str, raw: str | None, as_json: bool) -> None:
+@click.option("--layers", is_flag=True, help="REF~N counts layer-bearing steps.")
+def show(ref: str, raw: str | None, as_json: bool, layers: bool) -> None:
     """Show one step: its history entry and layer (and the runtime config of an image).
 
     \b
@@ -105,14 +107,16 @@ def show(ref: str, raw: str | None, as_json: bool) -> None:
     c = _ctx()
     if raw:
         data = inspect.show_raw(c.session, ref, raw)
-        click.echo(data, nl=not data.endswith(b"\n"))
+        stream = click.get_binary_stream("stdout")
+        stream.write(data)   # exactly the stored bytes: no newline added
+        stream.flush()
         return
-    res = inspect.show(c.session, ref)
+    res = inspect.show(c.session, ref, layers=layers)
     for w in res.warnings:
         warn(w)
     if as_json:
         r = res.resolved
-        out(render.dumps({"image": render.image_json(r.image, r.text),
+        out(render.dumps({"image": render.image_json(r.image), "rev": r.text,
                           "step": render.step_json(res.step, r.text) if res.step else None,
                           "config": res.runtime}))
         return
@@ -130,9 +134,14 @@ def show(ref: str, raw: str | None, as_json: bool) -> None:
 def ls(store: str | None, as_json: bool, quiet: bool) -> None:
     """List the tagged images of a store (like docker images).
 
-    STORE is docker-daemon:, embedded:, oci:DIR, docker-archive:FILE or
-    oci-archive:FILE; the default is the engine when one answers, else the
-    embedded store.
+    \b
+    STORE is one of
+      docker-daemon:        the Docker engine
+      embedded:             imggit's own store
+      oci:DIR               an OCI layout
+      docker-archive:FILE   a docker save archive
+      oci-archive:FILE      an OCI layout in a tar
+    The default is the engine when one answers, else the embedded store.
     """
     from .. import render
     from ..ops import inspect

@@ -32,23 +32,41 @@ class LogResult:
     warnings: list[str]
 
 
-def step_name(name: str, upto: int, index: int) -> str:
-    back = upto - 1 - index
+def step_name(name: str, total: int, index: int) -> str:
+    """How to name step ``index`` of an image of ``total`` steps: NAME~back, counted from the tip."""
+    back = total - 1 - index
     return name if back == 0 else f"{name}~{back}"
+
+
+def is_range(text: str) -> bool:
+    from ..revisions import parse_range
+
+    try:
+        return parse_range(text).left is not None
+    except Exception:
+        return False
 
 
 def log(session: Session, rev: str, *, layers_only: bool = False, limit: int | None = None) -> LogResult:
     """Steps of a revision, newest first; ``A..B`` gives only the steps of B above A."""
-    left, r = session.resolve_range(rev)
+    left, r = session.resolve_range(rev, layers=layers_only)
     start = range_start(left, r)
-    name = r.text
+    name = r.ref.text if r.ref is not None else r.text
+    total = len(r.image.steps)
+    layer_total = len(r.image.layers)
     entries = []
     for s in reversed(r.steps[start:]):
         if layers_only and s.layer is None:
             continue
-        entries.append(LogEntry(s, step_name(name, r.upto, s.index), [name] if s.index == r.upto - 1 else []))
+        if layers_only:   # REF~N counts layer-bearing steps here, so the names do too
+            entries.append(LogEntry(s, step_name(name, layer_total, s.layer_index or 0)))
+        else:
+            entries.append(LogEntry(s, step_name(name, total, s.index)))
         if limit is not None and len(entries) >= limit:
             break
+    if entries:
+        # the revision's own name goes on the newest step shown (its tip may be an empty step --layers hides)
+        entries[0].tags = [r.text]
     return LogResult(r, entries, list(r.image.warnings))
 
 
@@ -131,8 +149,8 @@ class ShowResult:
     warnings: list[str]
 
 
-def show(session: Session, rev: str) -> ShowResult:
-    r = session.resolve(rev)
+def show(session: Session, rev: str, *, layers: bool = False) -> ShowResult:
+    r = session.resolve(rev, layers=layers)
     runtime = dict(r.image.config.runtime) if r.is_tip else None
     return ShowResult(r, r.step, runtime, r.image.config.platform, list(r.image.warnings))
 
@@ -142,7 +160,7 @@ def show_raw(session: Session, rev: str, what: str) -> bytes:
     r = session.resolve(rev)
     if not r.is_tip:
         raise UsageError(f"{rev!r} is a past step; only a whole image has a {what}",
-                         hint="imggit tag can make an image of a past step")
+                         hint=f"make it an image first: imggit tag {rev} NAME")
     if what == "config":
         return r.store.raw_config(r.image)
     if r.image.manifest is None:

@@ -10,7 +10,6 @@ layers above the range keep their blobs byte for byte.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -23,7 +22,7 @@ from ..errors import NothingToDo, UsageError
 from ..layers import fetch, merge
 from ..layers.compress import compressor
 from ..layers.streams import DigestReader, HashingWriter
-from ..model import Config, Image, Layer, chain_ids, describe_command, layer_media_type, short
+from ..model import Config, Image, Layer, chain_ids, describe_command, layer_media_type
 from ..revisions import parse_rev
 from ..session import Resolved, Session, range_start
 from ..stores.base import LayerInput, Store, WriteRequest, WriteResult, tmpdir

@@ -36,7 +36,7 @@ from ..model import (
     sha256_digest,
 )
 from .base import (
-    Store, WriteRequest, WriteResult, build_manifest, config_media_type, manifest_fits,
+    Store, WriteRequest, tmp_root, WriteResult, build_manifest, config_media_type, manifest_fits,
     match_id, pick_one,
 )
 from .ocilayout import convert_media_type
@@ -72,7 +72,9 @@ class TarFile:
             if codec is not None:
                 f.seek(0)
                 stream, _ = open_decompressed(f, what)
-                fd, self._tmp = tempfile.mkstemp(prefix="imggit-archive-")
+
+
+                fd, self._tmp = tempfile.mkstemp(prefix="imggit-archive-", dir=tmp_root())
                 with os.fdopen(fd, "wb") as out:
                     try:
                         shutil.copyfileobj(stream, out, 1 << 20)
@@ -86,7 +88,8 @@ class TarFile:
                 for m in tarfmt.TarReader(f, seekable=True, what=what):
                     self.entries[m.path] = _Entry(m.path, m.type, m.data_offset, m.size, m.linkname)
             except FormatError as e:
-                raise FormatError(f"{what} is not a valid tar archive: {e}") from None
+                detail = str(e).replace(what, "it").replace("it is ", "")
+                raise FormatError(f"{what} is not a valid tar archive ({detail})") from None
 
     def close(self) -> None:
         if self._tmp:
@@ -316,6 +319,13 @@ class DockerArchive(Store):
             if n >= len(items):
                 raise RefError(f"{self.describe()} has {len(items)} image(s); there is no @{n}")
             return self._load(items[n], None, manifests)
+        if "@" in name:  # NAME@DIGEST or @DIGEST: a manifest digest or an image id
+            digest = name.partition("@")[2]
+            for i in items:
+                img = self._load(i, None, manifests)
+                if digest in (img.id, img.digest):
+                    return img
+            raise RefError(f"no image with digest {digest} in {self.describe()}")
         wanted = {name}
         with contextlib.suppress(UsageError):
             wanted.add(short_docker_name(name))
@@ -367,7 +377,9 @@ def _layer_blobs(req: WriteRequest, codec: str | None, family: str,
         stream = _Peekable(head, src)
         if stored is None and codec:
             # compress into a temporary file first: the blob's name is its digest
-            fd, tmp = tempfile.mkstemp(prefix="imggit-layer-")
+
+
+            fd, tmp = tempfile.mkstemp(prefix="imggit-layer-", dir=tmp_root())
             try:
                 with os.fdopen(fd, "wb") as f:
                     hw = HashingWriter(f)  # type: ignore[arg-type]
@@ -419,6 +431,8 @@ class ArchiveWriter:
             fd, self._tmp = tempfile.mkstemp(prefix=".imggit-", dir=d)
             self._f = os.fdopen(fd, "wb")
         self.bytes = 0
+        self.layer_bytes = 0     # bytes of layer blobs (what a copy reports)
+        self.layer_count = 0
 
     def add_bytes(self, name: str, data: bytes) -> None:
         if name in self.names:
@@ -493,6 +507,8 @@ def docker_archive_members(req: WriteRequest, tag: str | None, out: ArchiveWrite
 
     def add(name: str, writer: Callable[[Any], None], size: int | None) -> None:
         sizes[name] = out.add_stream(name, writer, size)
+        out.layer_bytes += sizes[name]
+        out.layer_count += 1
 
     descs = _layer_blobs(req, codec, family, add, frozenset(skip_layers))
     # a layer whose size its source did not know (the engine's) is measured on the way
@@ -532,7 +548,7 @@ def write_docker_archive(path: str, req: WriteRequest, tag: str | None) -> Write
         out.abort()
         raise
     img = Image.assemble(req.config, manifest, name=tag, source=f"docker archive {path}")
-    return WriteResult(img, len(req.layers), out.bytes, 0)
+    return WriteResult(img, out.layer_count, out.layer_bytes, len(req.layers) - out.layer_count)
 
 
 # --- oci-archive ------------------------------------------------------------------------
@@ -603,9 +619,16 @@ class OCIArchive(Store):
                 return self._load(entries[0], entries[0].annotations.get(REF_NAME_ANNOTATION))
             return pick_one([(d.annotations.get(REF_NAME_ANNOTATION) or d.digest, self._load(d, None))
                              for d in entries], self.describe())
+        digest = name.partition("@")[2] if "@" in name else None
         for d in entries:
-            if d.annotations.get(REF_NAME_ANNOTATION) == name or "@" + d.digest == name:
+            if d.annotations.get(REF_NAME_ANNOTATION) == name or d.digest == digest:
                 return self._load(d, d.annotations.get(REF_NAME_ANNOTATION))
+        if digest:
+            for d in entries:
+                img = self._load(d, d.annotations.get(REF_NAME_ANNOTATION))
+                if img.id == digest:
+                    return img
+            raise RefError(f"no image with digest {digest} in {self.describe()}")
         found = match_id([("", self._load(d, None)) for d in entries], name, self.describe())
         if found is not None:
             return found
@@ -622,7 +645,7 @@ class OCIArchive(Store):
     def write(self, req: WriteRequest) -> WriteResult:
         from .ocilayout import OCILayout
 
-        tmp = tempfile.mkdtemp(prefix="imggit-ociarchive-")
+        tmp = tempfile.mkdtemp(prefix="imggit-ociarchive-", dir=tmp_root())
         try:
             layout = OCILayout(tmp, create=True)
             if os.path.exists(self.path):  # keep the archive's other tags
@@ -657,6 +680,6 @@ class OCIArchive(Store):
                 out.abort()
                 raise
             img = Image.assemble(result.image.config, result.image.manifest, name=req.tag, source=self.describe())
-            return WriteResult(img, result.written_blobs, result.written_bytes, result.reused_blobs)
+            return WriteResult(img, result.written_blobs + result.reused_blobs, result.written_bytes, 0)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

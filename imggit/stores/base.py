@@ -147,7 +147,7 @@ def match_id(images: list[tuple[str, Image]], wanted: str, where: str) -> Image 
     found: dict[str, Image] = {}
     for _, img in images:
         if img.id[7:].startswith(w) or (img.digest and img.digest[7:].startswith(w)):
-            found[img.id] = img
+            found.setdefault(img.id, img)   # the first tag that names it
     if len(found) > 1:
         cands = ", ".join(sorted(short(i) for i in found))
         raise RefError(f"short id {wanted!r} is ambiguous in {where}: it matches {cands}",
@@ -196,15 +196,20 @@ def manifest_fits(manifest: Manifest | None, config: Config, layers: Sequence[De
     return True
 
 
-def tmpdir(base: str | None = None) -> str:
-    """A directory for spooled layers: $IMGGIT_TMPDIR, else under $IMGGIT_HOME, else the system's."""
-    root = base or os.environ.get("IMGGIT_TMPDIR")
+def tmp_root() -> str:
+    """Where spooled layers and temporary files go: $IMGGIT_TMPDIR, else $IMGGIT_HOME/tmp (on disk)."""
+    root = os.environ.get("IMGGIT_TMPDIR")
     if not root:
         from ..config import home
 
         root = os.path.join(home(), "tmp")
     os.makedirs(root, exist_ok=True)
-    return tempfile.mkdtemp(prefix="imggit-", dir=root)
+    return root
+
+
+def tmpdir() -> str:
+    """A fresh directory under ``tmp_root()``."""
+    return tempfile.mkdtemp(prefix="imggit-", dir=tmp_root())
 
 
 __all__ = [

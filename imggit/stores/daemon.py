@@ -28,7 +28,7 @@ import re
 import threading
 from typing import Any, BinaryIO, Iterator, Sequence
 
-from ..errors import DaemonError, RefError, StoreError, UsageError
+from ..errors import DaemonError, FormatError, RefError, StoreError, UsageError
 from ..layers import tarfmt
 from ..layers.fetch import LayerFile, _index, spool_stream
 from ..layers.streams import Reader
@@ -193,7 +193,8 @@ class DockerDaemon(Store):
                 self._api.ping()
             except Exception as e:  # the SDK raises many kinds for "nobody there"
                 self._api = None
-                raise DaemonError(f"no Docker engine answers at {self.host} ({_brief(e)})",
+                why = _why(self.host, e)
+                raise DaemonError(f"no Docker engine answers at {self.host} ({why})",
                                   hint="start the engine or point DOCKER_HOST at it") from None
         return self._api
 
@@ -576,6 +577,17 @@ class DockerDaemon(Store):
 
 def _renamed(img: Image, name: str) -> Image:
     return Image(img.config, img.manifest, img.layers, img.steps, img.warnings, name, img.source, img.extra)
+
+
+def _why(host: str, e: BaseException) -> str:
+    if host.startswith("unix://") and not os.path.exists(host[len("unix://"):]):
+        return "no such socket"
+    text = str(e)
+    for key, why in (("Permission denied", "permission denied"), ("Connection refused", "connection refused"),
+                     ("timed out", "timed out"), ("Name or service not known", "unknown host")):
+        if key in text:
+            return why
+    return _brief(e)
 
 
 def _brief(e: BaseException) -> str:

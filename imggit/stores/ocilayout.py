@@ -166,13 +166,21 @@ class OCILayout(Store):
                 return self._load(d, d.annotations.get(REF_NAME_ANNOTATION))
             return pick_one([(d.annotations.get(REF_NAME_ANNOTATION) or d.digest, self._load(d, None))
                              for d in entries], self.describe())
-        if name.startswith("@"):
-            digest = name[1:]
+        if "@" in name:
+            # NAME@DIGEST or @DIGEST: a manifest digest (as registries and the engine mean it), or an image id
+            digest = name.partition("@")[2]
             for d in entries:
                 if d.digest == digest:
                     return self._load(d, d.annotations.get(REF_NAME_ANNOTATION))
+            for d in entries:
+                img = self._load(d, d.annotations.get(REF_NAME_ANNOTATION))
+                if img.id == digest:
+                    return img
             if self.has_blob(digest):
-                return self._load(Descriptor("", digest, os.path.getsize(self.blob_file(digest))), None)
+                try:
+                    return self._load(Descriptor("", digest, os.path.getsize(self.blob_file(digest))), None)
+                except FormatError:
+                    pass
             raise RefError(f"no image with digest {digest} in {self.describe()}")
         for d in entries:
             if d.annotations.get(REF_NAME_ANNOTATION) == name:
@@ -218,7 +226,8 @@ class OCILayout(Store):
     def needed_layers(self, layers: Sequence[Layer]) -> set[int]:
         diffs = self.diff_map()
         return {i for i, l in enumerate(layers)
-                if not l.foreign and not self.has_blob(l.digest) and l.diff_id not in diffs}
+                if not l.foreign and not self.has_blob(l.digest)
+                and not (l.diff_id in diffs and declared_compression(l.media_type) is None and l.digest == l.diff_id)}
 
     # --- writing ---------------------------------------------------------------------
 
@@ -328,7 +337,8 @@ class OCILayout(Store):
                 reused += 1
                 continue
             same = self.diff_map().get(layer.diff_id)
-            if same is not None and (li.open is None or (codec and declared_compression(layer.media_type) is None)):
+            plain_source = declared_compression(layer.media_type) is None and layer.digest == layer.diff_id
+            if same is not None and plain_source and (li.open is None or codec):
                 # the same content is here already, compressed: no need to compress it again
                 descs.append(same.with_(media_type=convert_media_type(same.media_type, family)))
                 reused += 1
