@@ -82,6 +82,8 @@ def squash(range_: str, tag: str | None, message: str | None, keep_history: bool
     r = res.result
     assert r is not None
     new = r.image
+    if res.timings:
+        c.info("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in res.timings.items()))
     click.echo(f"squashed {head}", err=True)
     if res.merged_layer is not None and res.merge is not None:
         click.echo(f"merged layer {short(res.merged_layer.diff_id)}: {human_size(res.merged_layer.uncompressed_size)}"

@@ -7,15 +7,17 @@ archive manifests and configs are enough.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
-
-from .. import dag
 from ..errors import UsageError
 from ..model import Image, Step, describe_command
 from ..revisions import parse_store
 from ..session import Resolved, Session, range_start
+
+if TYPE_CHECKING:  # networkx costs a quarter second to import: only graph drawing pays for it
+    import networkx as nx
+
+    from .. import dag
 
 
 @dataclass
@@ -81,13 +83,15 @@ def truncated(r: Resolved) -> Image:
 
 @dataclass
 class GraphResult:
-    graph: nx.DiGraph
-    lines: list[dag.GraphLine]
+    graph: "nx.DiGraph"
+    lines: "list[dag.GraphLine]"
     images: list[tuple[str, Image]]
 
 
 def log_graph(session: Session, revs: list[str], *, all_images: bool = False,
               layers_only: bool = False, limit: int | None = None) -> GraphResult:
+    from .. import dag
+
     images: list[tuple[str, Image]] = []
     seen: set[str] = set()
     for text in revs:
@@ -116,8 +120,12 @@ def log_graph(session: Session, revs: list[str], *, all_images: bool = False,
     return GraphResult(g, lines, images)
 
 
-def _only_layers(g: nx.DiGraph) -> nx.DiGraph:
+def _only_layers(g: "nx.DiGraph") -> "nx.DiGraph":
     """Contract empty steps into the nearest layer-bearing step below them (tags move down)."""
+    import networkx as nx
+
+    from .. import dag
+
     h = nx.DiGraph()
     keep = {n for n in g.nodes if g.nodes[n]["step"].layer is not None}
 

@@ -236,12 +236,26 @@ def squash(session: Session, range_text: str, *, tag: str | None = None, message
         family = "oci" if codec == "zstd" or image.manifest is None else image.manifest.family
         t2 = time.monotonic()
         say(f"writing the merged layer ({len(mplan.entries)} entries)")
+        paths = [files[i].path for i in rng]
+        if codec is None and dst.streams_new_layers():
+            # straight into the destination as it is made: no temporary copy of the merged layer
+            size = mplan.output_size()
+            merged = Layer("", "", "", layer_media_type(family, None), size, uncompressed_size=size)
+            produce = lambda out: merge.write_merged(mplan, paths, out)  # noqa: E731
+            result.result = _write(session, src, dst, name, plan, None, files, merged, compress, level,
+                                   produce=produce, family=family)
+            new_img = result.result.image
+            merged = new_img.layers[plan.layer_start]
+            result.merged_layer = Layer(merged.diff_id, merged.chain_id, merged.digest, merged.media_type, size,
+                                        uncompressed_size=size)
+            result.timings["merge+write"] = time.monotonic() - t2
+            return result
         blob = os.path.join(workdir, "merged.blob")
         with open(blob, "wb") as f:
             stored = HashingWriter(f)  # type: ignore[arg-type]
             w = compressor(stored, codec, level)  # type: ignore[arg-type]
             plain = HashingWriter(w)  # type: ignore[arg-type]
-            merge.write_merged(mplan, [files[i].path for i in rng], plain)  # type: ignore[arg-type]
+            merge.write_merged(mplan, paths, plain)  # type: ignore[arg-type]
             w.close()
         diff_id = plain.digest
         merged = Layer(diff_id, "", stored.digest, layer_media_type(family, codec), stored.size,
@@ -275,9 +289,10 @@ def _needed_old(plan: SquashPlan, dst: Store) -> set[int]:
     return out
 
 
-def _write(session: Session, src: Resolved, dst: Store, name: str | None, plan: SquashPlan, config: Config,
-           files: dict[int, fetch.LayerFile] | None, merged: Layer, compress: str | None, level: int | None,
-           *, blob_path: str | None = None, family: str | None = None) -> WriteResult:
+def _write(session: Session, src: Resolved, dst: Store, name: str | None, plan: SquashPlan,
+           config: Config | None, files: dict[int, fetch.LayerFile] | None, merged: Layer, compress: str | None,
+           level: int | None, *, blob_path: str | None = None, family: str | None = None,
+           produce: Callable[[Any], Any] | None = None) -> WriteResult:
     image = plan.image
     old = list(image.layers)
     new_layers = old[:plan.layer_start] + [merged] + old[plan.layer_end:]
@@ -286,6 +301,9 @@ def _write(session: Session, src: Resolved, dst: Store, name: str | None, plan: 
     for k, (layer, chain) in enumerate(zip(new_layers, chains)):
         lay = Layer(layer.diff_id, chain, layer.digest, layer.media_type, layer.size, layer.urls,
                     layer.annotations, layer.uncompressed_size)
+        if produce is not None and k == plan.layer_start:
+            inputs.append(LayerInput(lay, produce=produce))
+            continue
         if blob_path is not None and k == plan.layer_start:
             inputs.append(LayerInput(lay, (lambda lay=lay: DigestReader(open(blob_path, "rb"), lay.digest, lay.size,
                                                                         "the merged layer")), path=blob_path))
@@ -303,6 +321,11 @@ def _write(session: Session, src: Resolved, dst: Store, name: str | None, plan: 
             inputs.append(LayerInput(lay))   # the destination has it (else it was spooled above)
         else:
             inputs.append(LayerInput(lay, (lambda i=i: src.store.open_blob(image, i))))
-    req = WriteRequest(config, inputs, name, manifest=image.manifest, compress=compress, compress_level=level,
-                       family=family or (image.manifest.family if image.manifest else None))
+    if config is None:  # the merged layer's diff id is known once it is written
+        req = WriteRequest(image.config, inputs, name, manifest=image.manifest, compress=compress,
+                           compress_level=level, family=family or (image.manifest.family if image.manifest else None),
+                           config_for=lambda ids: new_config(plan, ids[plan.layer_start]))
+    else:
+        req = WriteRequest(config, inputs, name, manifest=image.manifest, compress=compress, compress_level=level,
+                           family=family or (image.manifest.family if image.manifest else None))
     return dst.write(req)

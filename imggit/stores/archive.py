@@ -36,7 +36,7 @@ from ..model import (
     sha256_digest,
 )
 from .base import (
-    Store, WriteRequest, tmp_root, WriteResult, build_manifest, config_media_type, manifest_fits,
+    LayerInput, Store, WriteRequest, tmp_root, WriteResult, build_manifest, config_media_type, manifest_fits,
     match_id, pick_one,
 )
 from .ocilayout import convert_media_type
@@ -433,6 +433,7 @@ class ArchiveWriter:
         self.bytes = 0
         self.layer_bytes = 0     # bytes of layer blobs (what a copy reports)
         self.layer_count = 0
+        self.config: Config | None = None
 
     def add_bytes(self, name: str, data: bytes) -> None:
         if name in self.names:
@@ -477,6 +478,18 @@ class ArchiveWriter:
         self.bytes += size
         return size
 
+    def add_produced(self, name: str, produce: Callable[[Any], None], size: int) -> str:
+        """Add a member of a known size whose bytes ``produce`` writes; returns their sha256 digest."""
+        self.names.add(name)
+        self._f.write(tarfmt.encode_header(name, tarfmt.REGULAR, size=size))
+        counter = HashingWriter(self._f)  # type: ignore[arg-type]
+        produce(counter)
+        if counter.size != size:
+            raise FormatError(f"{name}: produced {counter.size} bytes, expected {size}")
+        self._f.write(tarfmt.padding(size))
+        self.bytes += size
+        return counter.digest
+
     def finish(self) -> None:
         self._f.write(tarfmt.END_OF_ARCHIVE)
         if self._tmp is not None:
@@ -496,45 +509,77 @@ class ArchiveWriter:
 
 
 def docker_archive_members(req: WriteRequest, tag: str | None, out: ArchiveWriter,
-                           skip_layers: Iterable[int] = (), codec: str | None = None) -> Manifest:
-    """Write the Docker 25 shape into ``out``; layers in ``skip_layers`` are listed but not included."""
+                           skip_layers: Iterable[int] = (), codec: str | None = None) -> Manifest | None:
+    """Write the Docker 25 shape into ``out``; layers in ``skip_layers`` are listed but not included.
+
+    Layers with ``produce`` are written as they are made, under a name that is not their digest
+    (not known yet), and the config comes from ``req.config_for`` afterwards: such an archive has
+    only ``manifest.json`` (what the engine's graphdriver image store reads), no OCI index. The
+    config actually written is left in ``out.config``.
+    """
+    produced = {i for i, li in enumerate(req.layers) if li.produce is not None}
     family = req.family or (req.manifest.family if req.manifest else "oci")
     if codec == "zstd":
         family = "oci"
     out.add_dir("blobs")
     out.add_dir("blobs/sha256")
     sizes: dict[str, int] = {}
+    new_ids: dict[int, str] = {}
 
     def add(name: str, writer: Callable[[Any], None], size: int | None) -> None:
         sizes[name] = out.add_stream(name, writer, size)
         out.layer_bytes += sizes[name]
         out.layer_count += 1
 
-    descs = _layer_blobs(req, codec, family, add, frozenset(skip_layers))
+    if produced:
+        for i in sorted(produced):
+            li = req.layers[i]
+            name = f"imggit/new-layer-{i}.tar"
+            if "imggit" not in out.names:
+                out.add_dir("imggit")
+            new_ids[i] = out.add_produced(name, li.produce, li.layer.size)  # type: ignore[arg-type]
+            out.layer_bytes += li.layer.size or 0
+            out.layer_count += 1
+    rest = WriteRequest(req.config, [LayerInput(li.layer) if i in produced else li
+                                     for i, li in enumerate(req.layers)], req.tag, req.manifest, req.annotations,
+                        req.compress, req.compress_level, req.family)
+    descs = _layer_blobs(rest, codec, family, add, frozenset(skip_layers) | produced)
     # a layer whose size its source did not know (the engine's) is measured on the way
     descs = [d if d.size >= 0 else d.with_(size=sizes["blobs/" + d.digest.replace(":", "/")]) for d in descs]
-    out.add_bytes("blobs/" + req.config.digest.replace(":", "/"), req.config.raw)
-    if manifest_fits(req.manifest, req.config, descs, req.annotations):
-        manifest_raw = req.manifest.raw  # type: ignore[union-attr]
-    else:
-        manifest_raw = build_manifest(req.config, descs, family, req.annotations, config_media_type(family))
-    manifest = Manifest.parse(manifest_raw)
-    out.add_bytes("blobs/" + manifest.digest.replace(":", "/"), manifest_raw)
-    entry: dict[str, Any] = {"mediaType": manifest.media_type, "digest": manifest.digest, "size": len(manifest_raw)}
-    if tag:
-        entry["annotations"] = {CONTAINERD_NAME_ANNOTATION: full_docker_name(tag),
-                                REF_NAME_ANNOTATION: split_docker_name(tag)[1]}
-    out.add_bytes("index.json", dump_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]}))
+    config = req.config
+    if produced:
+        assert req.config_for is not None
+        diff_ids = [new_ids.get(i, li.layer.diff_id) for i, li in enumerate(req.layers)]
+        config = req.config_for(diff_ids)
+    out.config = config
+    out.add_bytes("blobs/" + config.digest.replace(":", "/"), config.raw)
+    paths = [f"imggit/new-layer-{i}.tar" if i in produced else "blobs/" + d.digest.replace(":", "/")
+             for i, d in enumerate(descs)]
+    manifest = None
+    if not produced:
+        if manifest_fits(req.manifest, config, descs, req.annotations):
+            manifest_raw = req.manifest.raw  # type: ignore[union-attr]
+        else:
+            manifest_raw = build_manifest(config, descs, family, req.annotations, config_media_type(family))
+        manifest = Manifest.parse(manifest_raw)
+        out.add_bytes("blobs/" + manifest.digest.replace(":", "/"), manifest_raw)
+        entry: dict[str, Any] = {"mediaType": manifest.media_type, "digest": manifest.digest,
+                                 "size": len(manifest_raw)}
+        if tag:
+            entry["annotations"] = {CONTAINERD_NAME_ANNOTATION: full_docker_name(tag),
+                                    REF_NAME_ANNOTATION: split_docker_name(tag)[1]}
+        out.add_bytes("index.json", dump_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]}))
     item: dict[str, Any] = {
-        "Config": "blobs/" + req.config.digest.replace(":", "/"),
+        "Config": "blobs/" + config.digest.replace(":", "/"),
         "RepoTags": [tag] if tag else None,
-        "Layers": ["blobs/" + d.digest.replace(":", "/") for d in descs],
+        "Layers": paths,
     }
     foreign = {li.layer.diff_id: descs[i].to_dict() for i, li in enumerate(req.layers) if li.layer.foreign}
     if foreign:
         item["LayerSources"] = foreign
     out.add_bytes("manifest.json", dump_json([item]))
-    out.add_bytes("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+    if not produced:
+        out.add_bytes("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
     return manifest
 
 
@@ -543,6 +588,7 @@ def write_docker_archive(path: str, req: WriteRequest, tag: str | None) -> Write
     out = ArchiveWriter(path)
     try:
         manifest = docker_archive_members(req, tag, out, codec=codec)
+        assert manifest is not None
         out.finish()
     except BaseException:
         out.abort()

@@ -30,6 +30,9 @@ class LayerInput:
     layer: Layer
     open: Callable[[], BinaryIO] | None = None   # raw stored bytes, verified while read
     path: str | None = None                       # a local file holding exactly those bytes (verified)
+    # A layer made while it is written (an uncompressed tar of ``layer.size`` bytes whose diff id is
+    # not known in advance): only stores with ``streams_new_layers`` accept it.
+    produce: Callable[[BinaryIO], None] | None = None
 
     def opener(self) -> BinaryIO:
         if self.open is None:
@@ -50,6 +53,8 @@ class WriteRequest:
     compress: str | None = "auto"             # "auto" (the store's default), None, "gzip", "zstd"
     compress_level: int | None = None
     family: str | None = None                 # "oci" / "docker" for a new manifest (default: the source's)
+    # With produced layers: the config, from the diff ids of every layer once they are known.
+    config_for: Callable[[list[str]], Config] | None = None
 
 
 @dataclass
@@ -64,6 +69,10 @@ class WriteResult:
 class Store(ABC):
     transport: str = ""
     default_compression: str | None = None   # for layers that arrive uncompressed
+
+    def streams_new_layers(self) -> bool:
+        """Can ``write`` take layers that are produced while they are sent (``LayerInput.produce``)?"""
+        return False
 
     @abstractmethod
     def describe(self) -> str:

@@ -40,6 +40,22 @@ from .base import LayerInput, Store, WriteRequest, WriteResult
 
 _DEFAULT_SOCKET = "/var/run/docker.sock"
 _engine_cache: dict[str, bool] = {}
+_clients: dict[str, Any] = {}   # one API client per engine address, shared by the probe and the store
+
+
+def _client(host: str, timeout: float = 600) -> Any:
+    """An API client for ``host`` (DOCKER_TLS_* honoured); the API version is negotiated once."""
+    client = _clients.get(host)
+    if client is None:
+        import docker
+        from docker.utils import kwargs_from_env
+
+        kwargs = kwargs_from_env()
+        kwargs["base_url"] = host
+        client = docker.APIClient(version="auto", timeout=timeout, **kwargs)
+        client.timeout = 600
+        _clients[host] = client
+    return client
 
 
 def engine_host() -> str:
@@ -56,12 +72,10 @@ def engine_available(timeout: float = 3.0) -> bool:
         ok = False
     else:
         try:
-            import docker
-
-            client = docker.APIClient(base_url=host, timeout=timeout, version="1.41")
+            client = _client(host, timeout)
             ok = bool(client.ping())
-            client.close()
         except Exception:
+            _clients.pop(host, None)
             ok = False
     _engine_cache[host] = ok
     return ok
@@ -184,15 +198,12 @@ class DockerDaemon(Store):
     def api(self) -> Any:
         if self._api is None:
             try:
-                import docker
-                from docker.utils import kwargs_from_env
-
-                kwargs = kwargs_from_env()
-                kwargs["base_url"] = self.host
-                self._api = docker.APIClient(version="auto", timeout=600, **kwargs)
-                self._api.ping()
+                self._api = _client(self.host, timeout=10)
+                if not _engine_cache.get(self.host):
+                    self._api.ping()
             except Exception as e:  # the SDK raises many kinds for "nobody there"
                 self._api = None
+                _clients.pop(self.host, None)
                 why = _why(self.host, e)
                 raise DaemonError(f"no Docker engine answers at {self.host} ({why})",
                                   hint="start the engine or point DOCKER_HOST at it") from None
@@ -354,6 +365,19 @@ class DockerDaemon(Store):
             files = self.spool_layers(image, [], wd, index_only=indices)
         return {i: lf.members for i, lf in files.items()}
 
+    def _save_stream(self, image_id: str) -> Any:
+        """The body of ``GET /images/{id}/get`` as a file (read straight from the socket)."""
+        api = self.api
+        if not hasattr(api, "_get"):  # a stand-in API (tests): only the public generator
+            return _ChunkStream(iter(api.get_image(image_id, chunk_size=1 << 20)))
+        res = api._get(api._url("/images/{0}/get", image_id), stream=True)
+        api._raise_for_status(res)
+        with contextlib.suppress(Exception):
+            api._disable_socket_timeout(api._get_raw_response_socket(res))
+        raw = res.raw
+        raw.decode_content = False
+        return raw
+
     def _save_pass(self, image: Image, wanted: dict[str, int], workdir: str | None,
                    want_config: bool, index_only: dict[str, int] | None = None
                    ) -> tuple[dict[str, str], dict[str, list[tarfmt.Member]]]:
@@ -372,8 +396,9 @@ class DockerDaemon(Store):
             return (len(found) == len(wanted) and len(indexed) == len(index_only)
                     and (not want_config or image.id in self._exact))
 
+        stream = None
         try:
-            stream = _ChunkStream(iter(self.api.get_image(image.id, chunk_size=1 << 20)))
+            stream = self._save_stream(image.id)
             reader = tarfmt.TarReader(stream, what="the engine's save stream")  # type: ignore[arg-type]
             for m in reader:
                 if not m.is_file:
@@ -427,8 +452,9 @@ class DockerDaemon(Store):
         except docker.errors.APIError as e:
             raise DaemonError(f"{self.describe()} could not save {image.describe()}: {_brief(e)}") from None
         finally:
-            with contextlib.suppress(Exception):
-                stream._it.close()  # type: ignore[attr-defined]
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    stream.close()
         missing = [short(d) for d in list(wanted) + list(index_only) if d not in found and d not in indexed]
         if missing:
             raise DaemonError(f"the engine's save stream of {image.describe()} lacks layer(s) {', '.join(missing)}")
@@ -466,13 +492,13 @@ class DockerDaemon(Store):
     # --- writing ------------------------------------------------------------------------
 
     def known_chains(self) -> set[str]:
-        """Chain ids of layers the engine has (its layer store when readable, else what was seen)."""
+        """Chain ids of layers the engine has: its layer store when readable here (exact), else the
+        chains of images read in this session (a guess: ``write`` falls back to a full archive)."""
         db = self._imagedb()
-        chains = set(self._chains)
         if db is not None:
             with contextlib.suppress(OSError):
-                chains.update("sha256:" + c for c in os.listdir(os.path.join(db, "layerdb", "sha256")))
-        return chains
+                return {"sha256:" + c for c in os.listdir(os.path.join(db, "layerdb", "sha256"))}
+        return set(self._chains)
 
     def needed_layers(self, layers: Sequence[Layer]) -> set[int]:
         if self.containerd_store:
@@ -480,22 +506,44 @@ class DockerDaemon(Store):
         known = self.known_chains()
         return {i for i, l in enumerate(layers) if l.chain_id not in known}
 
-    def write(self, req: WriteRequest) -> WriteResult:
-        import docker
+    def streams_new_layers(self) -> bool:
+        # the graphdriver image store reads manifest.json only, so a layer can be named before its
+        # digest is known; the containerd store imports by digest
+        return not self.containerd_store
 
+    def write(self, req: WriteRequest) -> WriteResult:
         tag = short_docker_name(req.tag) if req.tag else None
-        skip = set() if self.containerd_store else (set(range(len(req.layers))) - self.needed_layers(
+        produced = {i for i, li in enumerate(req.layers) if li.produce is not None}
+        skip = set() if self.containerd_store else (set(range(len(req.layers))) - produced - self.needed_layers(
             [li.layer for li in req.layers]))
         previous = None
         if tag:
             with contextlib.suppress(Exception):
                 previous = self.api.inspect_image(tag)["Id"]
-        if previous == req.config.digest:
+        if previous == req.config.digest and not produced:
             img = self._image(self._inspect(req.config.digest), tag)
             return WriteResult(img, 0, 0, len(req.layers), previous)
         codec = None if req.compress in ("auto", None) else req.compress
+        try:
+            sent, config = self._load(req, tag, skip, codec)
+        except DaemonError as e:
+            if not skip or "no such file" not in str(e) or produced:
+                raise
+            # the engine lacked a layer it was thought to have: send every layer
+            skip = set()
+            sent, config = self._load(req, tag, skip, codec)
+        img = self._image(self._inspect(config.digest), tag)
+        if img.id != config.digest:
+            raise DaemonError(f"the engine loaded {short(img.id)}, expected {short(config.digest)}")
+        self._chains.update(l.chain_id for l in img.layers)
+        return WriteResult(img, len(req.layers) - len(skip), sent, len(skip), previous)
+
+    def _load(self, req: WriteRequest, tag: str | None, skip: set[int], codec: str | None) -> tuple[int, Config]:
+        """Stream a Docker 25 shaped archive (layers in ``skip`` left out) into ``docker load``."""
+        import docker
+
         q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=16)
-        counter = {"bytes": 0}
+        counter: dict[str, Any] = {"bytes": 0, "config": req.config}
 
         class _QueueWriter(io.RawIOBase):
             def writable(self) -> bool:
@@ -512,7 +560,8 @@ class DockerDaemon(Store):
                 out = ArchiveWriter(None, stream=_QueueWriter())  # type: ignore[arg-type]
                 docker_archive_members(req, tag, out, skip_layers=skip, codec=codec)
                 out.finish()
-                counter["bytes"] = out.bytes
+                counter["bytes"] = out.layer_bytes
+                counter["config"] = out.config
                 q.put(None)
             except BaseException as e:  # handed to the consumer
                 q.put(e)
@@ -539,11 +588,7 @@ class DockerDaemon(Store):
             if isinstance(m, dict) and (m.get("error") or m.get("errorDetail")):
                 detail = m.get("error") or (m.get("errorDetail") or {}).get("message")
                 raise DaemonError(f"{self.describe()} refused the image: {detail}")
-        img = self._image(self._inspect(req.config.digest), tag)
-        if img.id != req.config.digest:
-            raise DaemonError(f"the engine loaded {short(img.id)}, expected {short(req.config.digest)}")
-        self._chains.update(l.chain_id for l in img.layers)
-        return WriteResult(img, len(req.layers) - len(skip), counter["bytes"], len(skip), previous)
+        return counter["bytes"], counter["config"]
 
     def tag(self, image: Image, name: str) -> WriteResult:
         repo, t = split_docker_name(name)
@@ -569,10 +614,7 @@ class DockerDaemon(Store):
             raise DaemonError(f"{self.describe()} could not remove {name!r}: {_brief(e)}") from None
 
     def close(self) -> None:
-        if self._api is not None:
-            with contextlib.suppress(Exception):
-                self._api.close()
-            self._api = None
+        self._api = None   # the client is shared per address (see _client)
 
 
 def _renamed(img: Image, name: str) -> Image:
