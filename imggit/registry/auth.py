@@ -15,8 +15,8 @@ Bearer (distribution's token spec): the challenge names ``realm``,
 request needs plus the challenge's (a cross-repository mount asks for
 ``repository:<from>:pull`` as well), with Basic credentials or anonymously,
 or by OAuth2 POST with a refresh token (``identitytoken``). Tokens are
-cached per scope set until they expire; a 401 with a cached token fetches
-a fresh one once. Basic: credentials are sent once a challenge asked for them.
+cached per scope set until they expire; a 401 despite a token fetches a
+fresh one once (it may have expired early, or lacked a scope). Basic: credentials are sent once a challenge asked for them.
 A final 401 is handed back to the caller, which knows what it was doing.
 """
 
@@ -230,14 +230,12 @@ class Authenticator:
 
     def flow(self, req: Request, scopes: Sequence[str]) -> Flow:
         token: Token | None = None
-        fresh = False
         if self.scheme == "basic" and self._basic_header():
             req.headers["Authorization"] = self._basic_header()  # type: ignore[assignment]
         elif self.scheme == "bearer" and self.bearer is not None:
             token = self._cached(scopes)
             if token is None:
                 token = yield from self._fetch(self.bearer, scopes)
-                fresh = True
             req.headers["Authorization"] = "Bearer " + token.value
         resp = yield req
         if resp.status_code != 401:
@@ -256,12 +254,11 @@ class Authenticator:
             return (yield req)
         if chal.scheme != "bearer":
             return resp
+        # a token that expired (or never matched this request): one fresh token, with the
+        # scopes the challenge adds (insufficient_scope), then the caller gets the answer
         self._adopt(chal)
-        want = _merge_scopes([*scopes, *chal.scopes])
-        if fresh and _covers(token.scopes if token else frozenset(), want):  # type: ignore[union-attr]
-            return resp                 # a token just issued for exactly this was refused
         self._forget(token)
-        token = yield from self._fetch(chal, want)
+        token = yield from self._fetch(chal, _merge_scopes([*scopes, *chal.scopes]))
         resp.close()
         req.headers["Authorization"] = "Bearer " + token.value
         return (yield req)

@@ -77,7 +77,7 @@ def brief(e: BaseException) -> str:
                    "Remote end closed", "CERTIFICATE_VERIFY_FAILED", "certificate verify failed",
                    "IncompleteRead", "Connection broken", "No route to host", "Temporary failure"):
         if marker in text:
-            return marker[0].lower() + marker[1:]
+            return marker if marker.isupper() or "_" in marker else marker[0].lower() + marker[1:]
     return text.splitlines()[0][:200] if text else type(e).__name__
 
 
@@ -164,7 +164,8 @@ class Transport:
             for scheme in schemes:
                 url = f"{scheme}://{self.host}/v2/"
                 try:
-                    resp = self._with_retries(lambda: self.send_raw(Request("GET", url)), idempotent=True)
+                    resp = self._with_retries(lambda: self.send_raw(Request("GET", url)), idempotent=True,
+                                              refused_is_final=True)
                 except requests.exceptions.SSLError as e:
                     if "CERTIFICATE_VERIFY_FAILED" in str(e) or "certificate verify failed" in str(e):
                         raise RegistryError(
@@ -198,7 +199,8 @@ class Transport:
     # --- requests -------------------------------------------------------------------------
 
     def _with_retries(self, send: Callable[[], requests.Response], idempotent: bool,
-                      on_retry: Callable[[str, float], None] | None = None) -> requests.Response:
+                      on_retry: Callable[[str, float], None] | None = None,
+                      refused_is_final: bool = False) -> requests.Response:
         attempt = 0
         while True:
             try:
@@ -207,6 +209,8 @@ class Transport:
                 raise
             except CONNECTION_ERRORS as e:
                 if not idempotent or attempt + 1 >= self.retry.attempts:
+                    raise
+                if refused_is_final and "refused" in str(e).lower():
                     raise
                 wait = self.retry.delay(attempt)
                 if on_retry:

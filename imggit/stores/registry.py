@@ -87,8 +87,18 @@ class Registry(Store):
 
     # --- reading ------------------------------------------------------------------------
 
+    def _repo_missing(self) -> bool:
+        """Does the repository not exist at all? (Some registries say MANIFEST_UNKNOWN for both.)"""
+        try:
+            self.client.tags()
+        except RegistryNotFound:
+            return True
+        except Exception:
+            return False
+        return False
+
     def _not_found(self, e: RegistryNotFound, what: str) -> RegistryNotFound:
-        if e.code == "NAME_UNKNOWN":
+        if e.code == "NAME_UNKNOWN" or (what and self._repo_missing()):
             return RegistryNotFound(f"registry {self.name.host} has no repository {self.name.repo!r}",
                                     hint="check the name; 'imggit ls docker://HOST/REPO' lists its tags",
                                     status=e.status, code=e.code)
