@@ -189,6 +189,7 @@ class Authenticator:
         self.bearer: Challenge | None = None
         self._tokens: list[Token] = []
         self._lock = threading.Lock()
+        self._gates: dict[frozenset[str], threading.Lock] = {}
         self.tokens_fetched = 0
 
     # --- state ---------------------------------------------------------------------
@@ -235,7 +236,7 @@ class Authenticator:
         elif self.scheme == "bearer" and self.bearer is not None:
             token = self._cached(scopes)
             if token is None:
-                token = yield from self._fetch(self.bearer, scopes)
+                token = yield from self._fetch_once(self.bearer, scopes)
             req.headers["Authorization"] = "Bearer " + token.value
         resp = yield req
         if resp.status_code != 401:
@@ -262,6 +263,20 @@ class Authenticator:
         resp.close()
         req.headers["Authorization"] = "Bearer " + token.value
         return (yield req)
+
+    def _fetch_once(self, chal: Challenge, scopes: Sequence[str]) -> Generator[Request, Response, Token]:
+        """A token for these scopes: threads that want the same one wait for the first to get it."""
+        key = frozenset(_merge_scopes(scopes))
+        with self._lock:
+            gate = self._gates.setdefault(key, threading.Lock())
+        gate.acquire()
+        try:
+            token = self._cached(scopes)
+            if token is None:
+                token = yield from self._fetch(chal, scopes)
+            return token
+        finally:
+            gate.release()
 
     def _fetch(self, chal: Challenge, scopes: Sequence[str]) -> Generator[Request, Response, Token]:
         realm = chal.params.get("realm")

@@ -142,13 +142,16 @@ class Transport:
 
     def _drive(self, req: Request, scopes: Sequence[str]) -> requests.Response:
         flow = self.auth.flow(req, scopes)
-        r = next(flow)
-        while True:
-            resp = self.send_raw(r)
-            try:
-                r = flow.send(resp)  # type: ignore[arg-type]
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
+        try:
+            r = next(flow)
+            while True:
+                resp = self.send_raw(r)
+                try:
+                    r = flow.send(resp)  # type: ignore[arg-type]
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+        finally:
+            flow.close()     # a flow left half-way (an exception) releases what it holds
 
     # --- ping ---------------------------------------------------------------------------
 

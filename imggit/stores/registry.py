@@ -146,7 +146,8 @@ class Registry(Store):
         manifest = Manifest.parse(raw, declared if declared in MANIFEST_TYPES else ctype,
                                   f"manifest {short(f.digest)} of {self.name}")
         config = Config.parse(self._config(manifest.config), f"config {manifest.config.digest[:19]}")
-        self.knowledge.saw(self.name.host, self.name.repo, [d.digest for d in manifest.layers])
+        self.knowledge.saw(self.name.host, self.name.repo,
+                           [d.digest for d in manifest.layers] + [manifest.config.digest])
         return Image.assemble(config, manifest, name=self.full_name(tag) if tag else None,
                               source=self.describe(), extra=extra)
 
@@ -299,7 +300,7 @@ class Registry(Store):
         written = sum(1 for _, w in results if w)
         nbytes = sum(d.size for d, w in results if w)
         p = self.pusher
-        if p.has(req.config.digest) is None:
+        if not p.locate(req.config.digest, len(req.config.raw), "config"):
             p.upload_bytes(req.config.raw, req.config.digest, "config")
         if manifest_fits(req.manifest, req.config, descs, req.annotations):
             manifest = req.manifest
