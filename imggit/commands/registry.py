@@ -66,9 +66,10 @@ class ProgressView:
         from ..registry import progress as P
 
         with self.lock:
+            if self.total is None:    # the total's bar comes first, whatever event comes first
+                self.total = self.progress.add_task(f"[bold]{self.verb} total", total=None)
             if ev.kind == P.PLAN:
-                if self.total is None:
-                    self.total = self.progress.add_task(f"[bold]{self.verb} total", total=ev.n or None)
+                self.progress.update(self.total, total=ev.n or None)
                 return
             if not ev.key:
                 return

@@ -47,7 +47,9 @@ class Request:
 
 class Response(Protocol):
     status_code: int
-    headers: Mapping[str, str]
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
 
     def json(self) -> Any: ...
 

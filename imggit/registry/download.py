@@ -42,6 +42,9 @@ class _Broken(Exception):
     """The body stopped early: resume from what arrived."""
 
 
+_RETRYABLE: tuple[type[BaseException], ...] = (_Broken, *READ_ERRORS)
+
+
 @dataclass(frozen=True)
 class Want:
     digest: str
@@ -250,7 +253,7 @@ class RemoteBlob(Reader):
                 self._pos += len(data)
                 self._failures = 0
                 return data  # type: ignore[no-any-return]
-            except (_Broken, *READ_ERRORS) as e:
+            except _RETRYABLE as e:
                 self._drop()
                 self._failures += 1
                 if self._failures >= self.client.t.retry.attempts:

@@ -18,6 +18,7 @@ import os
 import random
 import threading
 import time
+from functools import partial
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urljoin, urlsplit
 
@@ -167,7 +168,7 @@ class Transport:
             for scheme in schemes:
                 url = f"{scheme}://{self.host}/v2/"
                 try:
-                    resp = self._with_retries(lambda: self.send_raw(Request("GET", url)), idempotent=True,
+                    resp = self._with_retries(partial(self.send_raw, Request("GET", url)), idempotent=True,
                                               refused_is_final=True)
                 except requests.exceptions.SSLError as e:
                     if "CERTIFICATE_VERIFY_FAILED" in str(e) or "certificate verify failed" in str(e):

@@ -18,7 +18,7 @@ import contextlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, BinaryIO, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
 from .. import platforms
 from ..errors import FormatError, RefError, RegistryNotFound, StoreError, UsageError
@@ -174,8 +174,8 @@ class Registry(Store):
         if layer.foreign:
             raise StoreError(f"layer {index} is a foreign layer; its blob lives at {', '.join(layer.urls) or '?'}")
         what = f"layer {index} ({layer.digest[:19]}) in {self.describe()}"
-        return DigestReader(RemoteBlob(self.client, layer.digest, layer.size, what),  # type: ignore[return-value]
-                            layer.digest, layer.size, what)
+        remote = RemoteBlob(self.client, layer.digest, layer.size, what)
+        return DigestReader(remote, layer.digest, layer.size, what)  # type: ignore[arg-type,return-value]
 
     def fetch(self, image: Image, indices: Sequence[int]) -> dict[int, str]:
         """Download these layers into the blob cache (parallel, resumable, verified): index -> file."""
@@ -204,8 +204,7 @@ class Registry(Store):
                 out.append(LayerInput(layer))
                 continue
             what = f"layer {i} ({layer.digest[:19]}) of {image.describe()}"
-            out.append(LayerInput(layer, (lambda p=p, l=layer, w=what: DigestReader(  # type: ignore[misc]
-                open(p, "rb"), l.digest, l.size, w)), p))
+            out.append(LayerInput(layer, _file_opener(p, layer, what), p))
         yield out
 
     # --- writing -----------------------------------------------------------------------------
@@ -266,20 +265,21 @@ class Registry(Store):
             return found.with_(media_type=convert_media_type(found.media_type, family)), False
         plain = layer.digest == layer.diff_id
         if plain and codec:
-            digest, size = self.pusher.upload_stream(li.opener, codec, level, what, layer.digest)
+            digest, csize = self.pusher.upload_stream(li.opener, codec, level, what, layer.digest)
             mt = layer_media_type(family, codec)
-            self.knowledge.same_content(layer.diff_id, digest, mt, size)
-            return Descriptor(mt, digest, size, layer.urls, layer.annotations), True
+            self.knowledge.same_content(layer.diff_id, digest, mt, csize)
+            return Descriptor(mt, digest, csize, layer.urls, layer.annotations), True
         if plain and declared_compression(mt) is not None and not layer.foreign:
             mt = layer_media_type(family, None)
-        size = layer.size
+        size: int | None = layer.size
         if size is None and li.path is not None:
             size = os.path.getsize(li.path)
         if size is None:
-            digest, size = self.pusher.upload_stream(li.opener, None, None, what, layer.digest, layer.digest)
+            _, size = self.pusher.upload_stream(li.opener, None, None, what, layer.digest, layer.digest)
         else:
-            opener = (lambda: open(li.path, "rb")) if li.path is not None else li.opener  # type: ignore[arg-type]
-            self.pusher.upload(layer.digest, size, opener, what)  # type: ignore[arg-type]
+            path = li.path
+            opener: Callable[[], BinaryIO] = (lambda: open(path, "rb")) if path is not None else li.opener
+            self.pusher.upload(layer.digest, size, opener, what)
         if not plain:
             self.knowledge.same_content(layer.diff_id, layer.digest, mt, size)
         return Descriptor(mt, layer.digest, size, layer.urls, layer.annotations), True
@@ -332,6 +332,12 @@ class Registry(Store):
     def delete_tag(self, name: str) -> None:
         raise StoreError(f"{self.describe()}: registries delete manifests, not tags",
                          hint="push another image to the tag instead")
+
+
+def _file_opener(path: str, layer: Layer, what: str) -> Callable[[], BinaryIO]:
+    def opener() -> BinaryIO:
+        return DigestReader(open(path, "rb"), layer.digest, layer.size, what)  # type: ignore[return-value]
+    return opener
 
 
 def _tag_of(name: str | None) -> str | None:
