@@ -15,6 +15,7 @@ import hashlib
 import os
 import tempfile
 import threading
+from typing import Any
 
 DEFAULT_CERTS_D = "/etc/docker/certs.d"
 _bundles: dict[str, str] = {}
@@ -68,11 +69,33 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
+_settings: dict[tuple[str, str, bool], tuple[Any, tuple[bool | str, tuple[str, str] | None]]] = {}
+
+
+def _stamp(d: str) -> Any:
+    with os.scandir(d) as it:
+        return tuple(sorted((e.name, e.stat().st_mtime_ns) for e in it))
+
+
 def settings(netloc: str, verify: bool) -> tuple[bool | str, tuple[str, str] | None]:
-    """(``verify`` argument, client ``cert`` pair) for requests to ``netloc``."""
+    """(``verify`` argument, client ``cert`` pair) for requests to ``netloc`` (cached while
+    the host's certs.d directory does not change)."""
     d = host_dir(netloc)
     if d is None:
         return verify, None
+    key = (certs_root(), netloc, verify)
+    stamp = _stamp(d)
+    with _lock:
+        hit = _settings.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    result = _compute(d, verify)
+    with _lock:
+        _settings[key] = (stamp, result)
+    return result
+
+
+def _compute(d: str, verify: bool) -> tuple[bool | str, tuple[str, str] | None]:
     cert = None
     for c in sorted(glob.glob(os.path.join(d, "*.cert"))):
         key = c[: -len(".cert")] + ".key"

@@ -55,11 +55,12 @@ class _Counting:
 class _ChunkSink:
     """Collects compressed bytes and PATCHes them in order; errors surface on the caller's thread."""
 
-    def __init__(self, client: Client, location: str, report: Callable[[int], None], chunk: int = CHUNK) -> None:
+    def __init__(self, client: Client, location: str, report: Callable[[int], None],
+                 chunk: int | None = None) -> None:
         self.client = client
         self.location = location
         self.report = report
-        self.chunk = chunk
+        self.chunk = chunk or CHUNK
         self.buf = bytearray()
         self.sent = 0
         self.error: BaseException | None = None

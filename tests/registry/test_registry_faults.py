@@ -154,3 +154,35 @@ def test_completed_blobs_are_reused_by_later_pulls(cli, home, registry, proxy, t
     assert cli("pull", "-q", f"docker://{proxy.addr}/{repo}:1", f"oci:{tmp_path / 'b'}").code == 0
     assert len(proxy.requests(f"GET .*/blobs/({layers})")) == 2       # layers from the blob cache, verified
     assert pulled(tmp_path / "b", f"{proxy.addr}/{repo}:1").id == res.image.id
+
+
+def test_push_compresses_in_chunks_and_retries_a_failed_upload(cli, home, registry, proxy, fast_retries,
+                                                               tmp_path, request, monkeypatch):
+    """Uncompressed layers are gzip-compressed on the way, sent as Content-Range PATCHes to the
+    newest Location; an upload answered 500 is started again."""
+    from imggit.registry import upload
+    from registry_helpers import random_steps
+    from imggit.layers import build as b
+
+    monkeypatch.setattr(upload, "CHUNK", 64 * 1024)
+    repo = unique(request)
+    st = Session().store("oci", str(tmp_path / "plain"), for_write=True)
+    res = b.write_image(st, "app", random_steps("chunks", layers=2, size=300_000), compress=None)
+    assert all(l.digest == l.diff_id for l in res.image.layers)           # stored uncompressed
+    proxy.add(Fault(r"^PUT /v2/.*/blobs/uploads/", "status", status=500, times=1))
+    r = cli("push", f"oci:{tmp_path / 'plain'}:app", f"docker://{proxy.addr}/{repo}:1")
+    assert r.code == 0 and r.out.strip() == res.image.id, r
+    patches = proxy.requests(r"^PATCH ")
+    assert len(patches) >= 8, len(patches)
+    by_upload: dict[str, list[str]] = {}
+    for q in patches:
+        by_upload.setdefault(q["line"].split("?")[0], []).append(q["headers"]["Content-Range"])
+    for ranges in by_upload.values():
+        ends = [tuple(map(int, cr.split("-"))) for cr in ranges]
+        assert ends[0][0] == 0 and all(b[0] == a[1] + 1 for a, b in zip(ends, ends[1:])), ranges
+    failed = [q for q in proxy.requests(r"^PUT ") if q["status"] == 500]
+    assert len(failed) == 1
+    img = Session().store("docker", f"{registry.addr}/{repo}").get("1")
+    assert img.id == res.image.id
+    assert all(l.media_type.endswith("+gzip") and l.digest != l.diff_id for l in img.layers)
+    assert validate(Session().store("docker", f"{registry.addr}/{repo}"), img).ok
