@@ -109,6 +109,7 @@ def main(ctx: click.Context, verbose: int, platform: str | None) -> None:
       docker-daemon:app:1   the Docker engine      embedded:app:1  the embedded store
       oci:DIR[:TAG]         an OCI layout          oci-archive:FILE[:TAG]
       docker-archive:FILE[:NAME]   a docker save archive
+      docker://HOST/REPO[:TAG|@DIGEST]   a registry (pull, push, cp, log, show, ls)
     Revisions (git's syntax):
       app:1~2  two steps back     app:1^  one step back     base..app  steps of app above base
 
@@ -134,6 +135,7 @@ def _ctx() -> Ctx:
 from .commands import copy as _copy  # noqa: E402,F401
 from .commands import inspect as _inspect  # noqa: E402,F401
 from .commands import squash as _squash  # noqa: E402,F401
+from .commands import registry as _registry  # noqa: E402,F401
 
 
 def run() -> None:

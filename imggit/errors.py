@@ -5,11 +5,14 @@
     ImggitError                  exit 1  an operation failed
     ├── UsageError               exit 2  the user asked for something that cannot be
     │   ├── RefError                     unknown, ambiguous or malformed reference
+    │   │   └── RegistryNotFound         a registry answered 404: no such repository, tag or blob
     │   └── RevisionError                ~N past the first step, A..B not an ancestor
     ├── FormatError              exit 3  bytes that are not what they claim to be
     │   └── DigestMismatch               a blob whose digest or size does not match
     ├── StoreError               exit 4  a store cannot be reached or used
     │   ├── DaemonError                  the Docker engine refused or is not there
+    │   ├── RegistryError(status, code)  a registry is unreachable or refused (HTTP status, error code)
+    │   │   └── RegistryAuthError        401/403: credentials missing, wrong, or without access
     │   └── LockTimeout                  another process holds a layout's lock
     └── Conflict                 exit 5  a rewrite found conflicts (rebase --strict)
 
@@ -64,6 +67,24 @@ class DaemonError(StoreError):
 
 class LockTimeout(StoreError):
     pass
+
+
+class RegistryError(StoreError):
+    """A registry answered with an error, or could not be reached (``status`` None)."""
+
+    def __init__(self, message: str, hint: str | None = None, *, status: int | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.status = status
+        self.code = code
+
+
+class RegistryAuthError(RegistryError):
+    pass
+
+
+class RegistryNotFound(RefError, RegistryError):
+    """404 from a registry: a user mistake (exit 2) that still carries status and code."""
 
 
 class Conflict(ImggitError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from .config import embedded_store_path
 from .errors import RefError, RevisionError, StoreError
@@ -62,6 +62,8 @@ class Session:
         self._log = log or (lambda msg: None)
         self._stores: dict[tuple[str | None, str | None], Store] = {}
         self._default: Store | None = None
+        # keyword arguments for registry stores (docker://): creds, tls_verify, jobs, progress
+        self.registry_options: dict[str, Any] = {}
 
     # --- stores ---------------------------------------------------------------------
 
@@ -128,7 +130,7 @@ class Session:
                 from .stores.registry import Registry  # type: ignore[import-not-found]
             except ImportError:
                 raise StoreError("the docker:// (registry) transport is not available in this version") from None
-            st = Registry(location, platform=self.platform)
+            st = Registry(location, platform=self.platform, **self.registry_options)
         else:
             raise RefError(f"unknown transport {transport!r}")
         self._stores[key] = st

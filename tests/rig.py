@@ -153,13 +153,37 @@ def free_port() -> int:
 
 
 class Registry:
-    """Debian's docker-registry (distribution 2.8) on 127.0.0.1, plain http."""
+    """Debian's docker-registry (distribution 2.8) on 127.0.0.1.
 
-    def __init__(self) -> None:
+    Plain http by default; ``tls=(crt, key)`` serves https; ``htpasswd``
+    (the text of an htpasswd file) asks for Basic auth; ``token`` (a
+    ``TokenIssuer``) asks for Bearer tokens from it.
+    """
+
+    def __init__(self, *, tls: tuple[str, str] | None = None, htpasswd: str | None = None,
+                 token: "TokenIssuer | None" = None) -> None:
         self.dir = tempfile.mkdtemp(prefix="imggit-registry-")
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.tls = tls
+        self.htpasswd = htpasswd
+        self.token = token
+
+    def _extra_config(self) -> str:
+        text = ""
+        if self.tls:
+            text += f"  tls:\n    certificate: {self.tls[0]}\n    key: {self.tls[1]}\n"
+        if self.htpasswd is not None:
+            path = os.path.join(self.dir, "htpasswd")
+            with open(path, "w") as f:
+                f.write(self.htpasswd + "\n")
+            text += f"auth:\n  htpasswd:\n    realm: imggit-test\n    path: {path}\n"
+        elif self.token is not None:
+            t = self.token
+            text += (f"auth:\n  token:\n    realm: {t.realm}\n    service: {t.service}\n"
+                     f"    issuer: {t.issuer}\n    rootcertbundle: {t.ca.crt}\n")
+        return text
 
     def start(self, timeout: float = 30) -> "Registry":
         exe = shutil.which("docker-registry")
@@ -177,19 +201,31 @@ storage:
     enabled: true
 http:
   addr: {self.addr}
-""")
+""" + self._extra_config())
         log = open(os.path.join(self.dir, "registry.log"), "wb")
         self.proc = subprocess.Popen([exe, "serve", cfg], stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise Unavailable("docker-registry exited")
+                raise Unavailable(f"docker-registry exited: {self.log_tail()}")
             with contextlib.suppress(OSError):
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return self
             time.sleep(0.1)
         raise Unavailable("docker-registry did not start")
+
+    def log_tail(self) -> str:
+        try:
+            with open(os.path.join(self.dir, "registry.log"), "rb") as f:
+                return f.read()[-2000:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def blob_file(self, digest: str) -> str:
+        """Where the registry keeps a blob's bytes (filesystem driver)."""
+        hexd = digest.split(":", 1)[1]
+        return os.path.join(self.dir, "data", "docker", "registry", "v2", "blobs", "sha256", hexd[:2], hexd, "data")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -197,3 +233,185 @@ http:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=10)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --- registries with TLS and auth ----------------------------------------------------------
+
+
+def _openssl(*args: str, input: bytes | None = None) -> bytes:
+    if not shutil.which("openssl"):
+        raise Unavailable("openssl not installed")
+    p = subprocess.run(["openssl", *args], input=input, capture_output=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"openssl {' '.join(args)} failed: {p.stderr.decode(errors='replace')}")
+    return p.stdout
+
+
+class CA:
+    """A throwaway certificate authority made with the openssl CLI."""
+
+    def __init__(self, root: str | None = None) -> None:
+        self.dir = root or tempfile.mkdtemp(prefix="imggit-ca-")
+        self.crt = os.path.join(self.dir, "ca.crt")
+        self.key = os.path.join(self.dir, "ca.key")
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", self.key, "-out", self.crt,
+                 "-days", "2", "-subj", "/CN=imggit test CA",
+                 "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+
+    def issue(self, name: str, sans: str = "IP:127.0.0.1,DNS:localhost",
+              usage: str = "serverAuth") -> tuple[str, str]:
+        """A leaf certificate and its key, signed by this CA."""
+        crt, key, csr = (os.path.join(self.dir, f"{name}.{x}") for x in ("crt", "key", "csr"))
+        ext = os.path.join(self.dir, f"{name}.ext")
+        with open(ext, "w") as f:
+            f.write(f"basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+                    f"extendedKeyUsage={usage}\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
+                    + (f"subjectAltName={sans}\n" if sans else ""))
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
+        _openssl("x509", "-req", "-in", csr, "-CA", self.crt, "-CAkey", self.key, "-CAcreateserial",
+                 "-out", crt, "-days", "2", "-extfile", ext)
+        return crt, key
+
+    def certs_d(self, hostport: str) -> str:
+        """A certs.d directory (Docker's layout) trusting this CA for ``hostport``."""
+        root = os.path.join(self.dir, "certs.d")
+        os.makedirs(os.path.join(root, hostport), exist_ok=True)
+        shutil.copy(self.crt, os.path.join(root, hostport, "ca.crt"))
+        return root
+
+    def stop(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def htpasswd_line(user: str, password: str) -> str:
+    """One htpasswd line with a bcrypt hash (what distribution accepts), without apache2-utils."""
+    try:
+        import bcrypt
+    except ImportError:
+        raise Unavailable("the bcrypt package is missing (pip install -e '.[test]')") from None
+    return f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()}"
+
+
+def _b64url(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenIssuer:
+    """A token server (distribution's token spec) in a thread, signing RS256 JWTs.
+
+    Users in ``users`` get every action they ask for; anonymous clients get
+    ``pull`` on the repositories in ``public`` and nothing else. Every token
+    request is recorded in ``log`` (user, scopes). ``expire_next`` makes
+    that many of the next tokens already expired (to test refresh on 401).
+    """
+
+    def __init__(self, ca: CA, users: dict[str, str], public: tuple[str, ...] = (),
+                 service: str = "imggit-test", issuer: str = "imggit-test-issuer") -> None:
+        import threading
+
+        self.ca = ca
+        self.users = users
+        self.public = set(public)
+        self.service = service
+        self.issuer = issuer
+        self.crt, self.key = ca.issue("token-signer", sans="", usage="codeSigning")
+        self.x5c = __import__("base64").b64encode(_openssl("x509", "-in", self.crt, "-outform", "DER")).decode()
+        self.log: list[dict] = []
+        self.expire_next = 0
+        self.lock = threading.Lock()
+        self.server = None
+        self.port = 0
+
+    @property
+    def realm(self) -> str:
+        return f"http://127.0.0.1:{self.port}/token"
+
+    def sign(self, claims: dict) -> str:
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        head = _b64url(json.dumps(header).encode()) + "." + _b64url(json.dumps(claims).encode())
+        sig = _openssl("dgst", "-sha256", "-sign", self.key, input=head.encode())
+        return head + "." + _b64url(sig)
+
+    def grant(self, user: str | None, scopes: list[str]) -> list[dict]:
+        access = []
+        for scope in scopes:
+            parts = scope.split(":")
+            if len(parts) < 3 or parts[0] != "repository":
+                continue
+            name, actions = ":".join(parts[1:-1]), [a for a in parts[-1].split(",") if a]
+            if user is None:
+                actions = [a for a in actions if a == "pull" and name in self.public]
+            if actions:
+                access.append({"type": "repository", "name": name, "actions": actions})
+        return access
+
+    def start(self) -> "TokenIssuer":
+        import base64
+        import threading
+        import uuid
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a) -> None:  # quiet
+                pass
+
+            def _answer(self, form: dict[str, list[str]], method: str) -> None:
+                user = None
+                auth = self.headers.get("Authorization", "")
+                if form.get("grant_type", [""])[0] == "refresh_token":
+                    user = form.get("refresh_token", [""])[0].removeprefix("refresh-")
+                    if user not in issuer.users:
+                        return self._send(401, {"error": "invalid refresh token"})
+                elif auth.startswith("Basic "):
+                    u, _, p = base64.b64decode(auth[6:]).decode().partition(":")
+                    if issuer.users.get(u) != p:
+                        with issuer.lock:
+                            issuer.log.append({"user": u, "scopes": [], "refused": True, "method": method})
+                        return self._send(401, {"errors": [{"code": "UNAUTHORIZED", "message": "bad credentials"}]})
+                    user = u
+                scopes = [s for v in form.get("scope", []) for s in v.split(" ") if s]
+                now = int(time.time())
+                with issuer.lock:
+                    expired = issuer.expire_next > 0
+                    issuer.expire_next -= 1 if expired else 0
+                    issuer.log.append({"user": user, "scopes": scopes, "expired": expired, "method": method})
+                exp = now - 600 if expired else now + 300
+                claims = {"iss": issuer.issuer, "sub": user or "", "aud": issuer.service, "exp": exp,
+                          "nbf": now - 900 if expired else now - 10, "iat": now - 900 if expired else now,
+                          "jti": uuid.uuid4().hex, "access": issuer.grant(user, scopes)}
+                token = issuer.sign(claims)
+                body = {"token": token, "expires_in": 300}
+                if form.get("grant_type"):
+                    body = {"access_token": token, "expires_in": 300}
+                self._send(200, body)
+
+            def _send(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._answer(parse_qs(urlsplit(self.path).query), "GET")
+
+            def do_POST(self) -> None:
+                n = int(self.headers.get("Content-Length") or 0)
+                self._answer(parse_qs(self.rfile.read(n).decode()), "POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 
 import pytest
@@ -13,7 +14,7 @@ from imggit.model import short
 from imggit.session import Session
 from imggit.validate import validate
 
-STORES = ["oci", "embedded", "docker-archive", "oci-archive", "docker-daemon"]
+STORES = ["oci", "embedded", "docker-archive", "oci-archive", "docker-daemon", "registry"]
 
 
 def sample_steps(seed: str = "a"):
@@ -46,6 +47,11 @@ def _open_store(request, kind, tmp_path, monkeypatch):
 
         daemon._engine_cache.clear()
         st = session.store("docker-daemon", None)
+    elif kind == "registry":
+        reg = request.getfixturevalue("registry")
+        # a repository of its own per test, ending in contract/app so full names match it
+        repo = "t" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:10]
+        st = session.store("docker", f"{reg.addr}/{repo}/contract/app")
     elif kind == "embedded":
         st = session.embedded()
     elif kind == "oci":
@@ -91,7 +97,7 @@ def test_retag_reports_previous_and_keeps_config_bytes(store):
     img = store.get(tag_for(store))
     assert img.id == second.image.id
     assert store.raw_config(img) == second.image.config.raw
-    if store.kind in ("oci", "embedded", "docker-daemon"):
+    if store.kind in ("oci", "embedded", "docker-daemon", "registry"):
         assert second.previous == first.image.id
 
 
@@ -120,12 +126,19 @@ def test_copy_round_trip_keeps_ids(store, tmp_path):
     assert sent2 == 0 and out2.image.id == img.id
 
 
-def test_corrupt_blob_is_detected(file_store, tmp_path):
+def test_corrupt_blob_is_detected(file_store, tmp_path, request):
     store = file_store
     b.write_image(store, tag_for(store), sample_steps())
     img = store.get(tag_for(store))
     layer = img.layers[1]
-    if store.kind in ("oci", "embedded"):
+    if store.kind == "registry":
+        reg = request.getfixturevalue("registry")
+        hexd = layer.digest.split(":")[1]
+        path = os.path.join(reg.dir, "data", "docker", "registry", "v2", "blobs", "sha256", hexd[:2], hexd, "data")
+        data = bytearray(open(path, "rb").read())
+        data[len(data) // 2] ^= 0xFF
+        open(path, "wb").write(bytes(data))
+    elif store.kind in ("oci", "embedded"):
         path = store.blob_file(layer.digest)
         data = bytearray(open(path, "rb").read())
         data[len(data) // 2] ^= 0xFF

@@ -107,9 +107,11 @@ def show(ref: str, raw: str | None, as_json: bool, layers: bool) -> None:
     c = _ctx()
     if raw:
         data = inspect.show_raw(c.session, ref, raw)
-        stream = click.get_binary_stream("stdout")
-        stream.write(data)   # exactly the stored bytes: no newline added
-        stream.flush()
+        import sys
+
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)   # exactly the stored bytes: no newline added
+        sys.stdout.buffer.flush()
         return
     res = inspect.show(c.session, ref, layers=layers)
     for w in res.warnings:

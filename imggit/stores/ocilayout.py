@@ -343,6 +343,24 @@ class OCILayout(Store):
                 descs.append(same.with_(media_type=convert_media_type(same.media_type, family)))
                 reused += 1
                 continue
+            if li.path is not None and not layer.foreign:
+                # a verified local file with exactly the stored bytes (a registry's blob cache):
+                # adopted as it is (hard link when possible) unless it must be compressed here
+                with open(li.path, "rb") as f:
+                    stored = sniff(f.read(8))
+                if stored is not None or not codec:
+                    self.put_file(li.path, layer.digest)
+                    if stored is None:
+                        mt = layer_media_type(family, None)
+                    elif stored != declared_compression(mt):
+                        mt = layer_media_type(family, stored)
+                    size = os.path.getsize(li.path)
+                    written += 1
+                    nbytes += size
+                    descs.append(Descriptor(mt, layer.digest, size, layer.urls, layer.annotations))
+                    if self._diffs is not None:
+                        self._diffs.setdefault(layer.diff_id, descs[-1])
+                    continue
             src = li.opener()
             try:
                 head = src.read(8)
