@@ -133,7 +133,9 @@ def _ctx() -> Ctx:
 
 # Each verb lives in imggit/commands/<group>.py and registers itself on ``main``.
 from .commands import copy as _copy  # noqa: E402,F401
+from .commands import history as _history  # noqa: E402,F401
 from .commands import inspect as _inspect  # noqa: E402,F401
+from .commands import rebase as _rebase  # noqa: E402,F401
 from .commands import squash as _squash  # noqa: E402,F401
 from .commands import registry as _registry  # noqa: E402,F401
 

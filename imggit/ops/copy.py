@@ -47,7 +47,9 @@ def write_image(session: Session, src_store: Store, image: Image, dst_store: Sto
     with src_store.layer_inputs(image, needed) as inputs:
         req = WriteRequest(image.config, inputs, tag, manifest=image.manifest, compress=compress,
                            compress_level=level, annotations=annotations or {})
-        result = dst_store.write(req)
+        from .publish import publish
+
+        result = publish(dst_store, req)
     return result, len(needed)
 
 

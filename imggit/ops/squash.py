@@ -328,4 +328,6 @@ def _write(session: Session, src: Resolved, dst: Store, name: str | None, plan: 
     else:
         req = WriteRequest(config, inputs, name, manifest=image.manifest, compress=compress, compress_level=level,
                            family=family or (image.manifest.family if image.manifest else None))
-    return dst.write(req)
+    from .publish import publish
+
+    return publish(dst, req)

@@ -349,6 +349,9 @@ class DockerArchive(Store):
         return DigestReader(self.tar.open(paths[index]), layer.digest, layer.size,  # type: ignore[return-value]
                             f"layer {index} ({layer.digest[:19]}) in {self.describe()}")
 
+    def normalize_tag(self, name: str) -> str:
+        return short_docker_name(name)
+
     def write(self, req: WriteRequest) -> WriteResult:
         tag = short_docker_name(req.tag) if req.tag else None
         return write_docker_archive(self.path, req, tag)

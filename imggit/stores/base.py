@@ -118,6 +118,10 @@ class Store(ABC):
                 out.append(LayerInput(layer, None, None))
         yield out
 
+    def normalize_tag(self, name: str) -> str:
+        """The tag as the store spells it (the engine: ``app`` -> ``app:latest``)."""
+        return name
+
     def delete_tag(self, name: str) -> None:
         raise StoreError(f"{self.describe()} cannot delete tags")
 

@@ -269,7 +269,10 @@ class DockerDaemon(Store):
         raw = self._exact.get(image_id) or self._read_exact(image_id)
         warnings: list[str] = []
         extra: dict[str, Any] = {"repo_tags": data.get("RepoTags") or [], "repo_digests": data.get("RepoDigests") or [],
-                                 "engine_size": data.get("Size")}
+                                 "engine_size": data.get("Size"),
+                                 # the engine's own image for each step (classic builds keep them), oldest first
+                                 "step_images": [e.get("Id") if str(e.get("Id", "")).startswith("sha256:") else None
+                                                 for e in reversed(history)]}
         if raw is not None:
             config = Config.parse(raw, f"config of {short(image_id)}")
         else:
@@ -505,6 +508,9 @@ class DockerDaemon(Store):
             return set(range(len(layers)))
         known = self.known_chains()
         return {i for i, l in enumerate(layers) if l.chain_id not in known}
+
+    def normalize_tag(self, name: str) -> str:
+        return short_docker_name(name)
 
     def streams_new_layers(self) -> bool:
         # the graphdriver image store reads manifest.json only, so a layer can be named before its

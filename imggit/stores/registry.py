@@ -329,6 +329,9 @@ class Registry(Store):
                 return str(cfg["digest"])
         return None
 
+    def normalize_tag(self, name: str) -> str:
+        return _tag_of(name) or name
+
     def delete_tag(self, name: str) -> None:
         raise StoreError(f"{self.describe()}: registries delete manifests, not tags",
                          hint="push another image to the tag instead")

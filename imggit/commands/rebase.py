@@ -1,0 +1,115 @@
+"""rebase --onto: replay an image's own steps on a new base."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..cli import CONTEXT, _ctx, main, out, warn
+
+
+def _fmt(v) -> str:  # type: ignore[no-untyped-def]
+    return "(unset)" if v is None else json.dumps(v, ensure_ascii=False)
+
+
+def _print_plan(plan) -> None:  # type: ignore[no-untyped-def]
+    from ..model import human_size
+
+    img, up, new = plan.image, plan.upstream, plan.onto
+    click.echo(f"rebasing {img.describe()} onto {new.describe()} (upstream {up.describe()}: {plan.upstream_how})",
+               err=True)
+    click.echo(f"  replaying {plan.own_steps} step(s), {len(plan.own_layers)} layer(s); their blobs are untouched",
+               err=True)
+    for c in plan.file_conflicts:
+        size = lambda n: "absent" if n is None else human_size(n)  # noqa: E731
+        mine = "deleted" if c.image_size is None else human_size(c.image_size)
+        out(f"{c.kind} /{c.path}  base: {size(c.base_before)} -> {size(c.base_after)}, "
+            f"image layer {c.image_layer + 1}: {mine}")
+    for c in plan.config_conflicts:
+        out(f"C config {c.field}  base: {_fmt(c.base)} -> {_fmt(c.theirs)}, image: {_fmt(c.ours)} (image's kept)")
+    if not plan.checked:
+        click.echo("  files not compared (--no-check)", err=True)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("args", nargs=-1, metavar="[UPSTREAM] IMAGE")
+@click.option("--onto", "onto", metavar="NEW", required=True, help="The new base.")
+@click.option("-t", "--tag", metavar="NAME", help="Write the result under this name (default: IMAGE's tag moves).")
+@click.option("--strict", is_flag=True, help="Refuse (exit 5, no tag moves) when there is any conflict.")
+@click.option("--no-check", "no_check", is_flag=True, help="Do not compare files (reads no layer at all).")
+@click.option("-n", "--dry-run", is_flag=True, help="Show the plan and the conflicts; write nothing.")
+@click.option("--from", "old", metavar="OLD", help="With --all: the old base.")
+@click.option("--all", "all_", is_flag=True, help="Rebase every tagged image built on OLD (in STORE, the only "
+              "argument; default the default store).")
+@click.option("--timestamp", metavar="TIME", help="Time written into the config (default: now, or "
+              "$SOURCE_DATE_EPOCH).")
+def rebase(args: tuple[str, ...], onto: str, tag: str | None, strict: bool, no_check: bool, dry_run: bool,
+           old: str | None, all_: bool, timestamp: str | None) -> None:
+    """Replay an image's own steps on a patched base, without rebuilding (git rebase --onto).
+
+    IMAGE's steps above UPSTREAM keep their layer blobs and land on NEW.
+    UPSTREAM defaults to the deepest tagged image of the store that IMAGE
+    is built on, then to its org.opencontainers.image.base.name. The
+    runtime config is merged three ways (Env and Labels per key); paths
+    that IMAGE's layers touch and that NEW changed are reported as
+    conflicts (exit 0 with a warning; --strict makes them fatal).
+
+    \b
+    Examples:
+      imggit rebase --onto base:2 app:1                 upstream found on its own
+      imggit rebase --onto base:2 base:1 app:1 -t app:1-rebased
+      imggit rebase --onto base:2 --from base:1 --all   every image built on base:1
+    """
+    from ..model import short
+    from ..ops import rebase as op
+
+    c = _ctx()
+    if all_:
+        if old is None:
+            raise click.UsageError("--all needs --from OLD (the old base)")
+        if len(args) > 1:
+            raise click.UsageError("with --all, the only argument is the store")
+        rows = op.fleet(c.session, onto, old, args[0] if args else None, check=not no_check, strict=strict,
+                        dry_run=dry_run, timestamp=timestamp, progress=c.info)
+        if not rows:
+            click.echo(f"no tagged image is built on {old}", err=True)
+            return
+        width = max(len(r.tag) for r in rows)
+        out(f"{'IMAGE'.ljust(width)}  OLD ID        NEW ID        CONFLICTS")
+        failed = 0
+        for r in rows:
+            if r.error:
+                failed += 1
+                out(f"{r.tag.ljust(width)}  {short(r.old)}  failed: {r.error}")
+            else:
+                out(f"{r.tag.ljust(width)}  {short(r.old)}  {short(r.new) if r.new else '(dry run)':<12}  "
+                    f"{r.conflicts}")
+        if failed:
+            click.echo(f"{failed} of {len(rows)} image(s) failed", err=True)
+            c_exit = click.get_current_context()
+            c_exit.exit(1)
+        return
+    if old is not None:
+        raise click.UsageError("--from goes with --all; for one image write: rebase --onto NEW OLD IMAGE")
+    if len(args) == 1:
+        upstream, image = None, args[0]
+    elif len(args) == 2:
+        upstream, image = args
+    else:
+        raise click.UsageError("give IMAGE, or UPSTREAM IMAGE")
+    res = op.rebase(c.session, onto, image, upstream, tag=tag, check=not no_check, strict=strict,
+                    dry_run=dry_run, timestamp=timestamp)
+    plan = res.plan
+    _print_plan(plan)
+    if plan.conflicts and not dry_run:
+        warn(f"{plan.conflicts} conflict(s): the result keeps the image's files and values there "
+             "(use --strict to refuse)")
+    if dry_run:
+        click.echo("dry run: nothing written", err=True)
+        return
+    r = res.result
+    assert r is not None
+    moved = f" (was {short(r.previous)})" if r.previous and r.previous != r.image.id else ""
+    click.echo(f"{res.tag or '(untagged)'} in {res.dest.describe()} -> {short(r.image.id)}{moved}", err=True)
+    out(r.image.id)

@@ -1,0 +1,456 @@
+"""``rebase --onto NEW [UPSTREAM] IMAGE``: replay an image's own steps on a patched base.
+
+IMAGE's steps above UPSTREAM keep their layer blobs (same diff ids; the
+chain ids follow from the new base). The runtime config is a three-way
+merge with UPSTREAM as the merge-base (Env and Labels per key); paths that
+IMAGE's layers touch and that also differ between UPSTREAM and NEW are
+reported as conflicts (headers only: no file content is read, and with
+``--no-check`` no layer at all).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import Conflict, RefError, RevisionError, UsageError
+from ..layers import index as lindex
+from ..layers import merge
+from ..model import (
+    BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION, RUNTIME_FIELDS, Config, Image, Layer, chain_ids,
+)
+from ..revisions import parse_rev
+from ..session import Resolved, Session, merge_base, range_start
+from ..stores.base import LayerInput, Store, WriteRequest, WriteResult
+
+MISSING = object()
+
+
+# --- config: three-way merge (pure) ------------------------------------------------------
+
+
+@dataclass
+class ConfigConflict:
+    field: str
+    base: Any
+    ours: Any        # the image's value
+    theirs: Any      # the new base's value
+
+
+def _env_dict(env: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in env or []:
+        k, _, v = str(item).partition("=")
+        out[k] = v
+    return out
+
+
+def _merge_keys(name: str, base: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any],
+                conflicts: list[ConfigConflict]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    keys = list(theirs) + [k for k in ours if k not in theirs]
+    for k in keys:
+        b, o, t = base.get(k, MISSING), ours.get(k, MISSING), theirs.get(k, MISSING)
+        if o == b:
+            v = t
+        elif t == b or o == t:
+            v = o
+        else:
+            conflicts.append(ConfigConflict(f"{name}[{k}]", _show(b), _show(o), _show(t)))
+            v = o
+        if v is not MISSING:
+            out[k] = v
+    return out
+
+
+def _show(v: Any) -> Any:
+    return None if v is MISSING else v
+
+
+def merge_runtime(base: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any]
+                  ) -> tuple[dict[str, Any], list[ConfigConflict]]:
+    """Three-way merge of runtime configs: a field only the image changed keeps its value,
+    a field only the new base changed takes the new value; both changed = conflict (ours kept)."""
+    conflicts: list[ConfigConflict] = []
+    out: dict[str, Any] = {}
+    keys = list(ours) + [k for k in theirs if k not in ours]
+    for k in keys:
+        b, o, t = base.get(k, MISSING), ours.get(k, MISSING), theirs.get(k, MISSING)
+        if k not in RUNTIME_FIELDS:
+            # builder bookkeeping (Image, Hostname, Tty...): the image's own
+            v0 = o if o is not MISSING else t
+            if v0 is not MISSING:
+                out[k] = v0
+            continue
+        present = o is not MISSING or t is not MISSING
+        if k == "Env":
+            env = _merge_keys("Env", _env_dict(_show(b)), _env_dict(_show(o)), _env_dict(_show(t)), conflicts)
+            v: Any = [f"{a}={c}" for a, c in env.items()] if env or present else MISSING
+        elif k == "Labels":
+            lb = _merge_keys("Labels", dict(_show(b) or {}), dict(_show(o) or {}), dict(_show(t) or {}), conflicts)
+            v = lb if lb else (None if present else MISSING)
+        elif o == b:
+            v = t
+        elif t == b or o == t:
+            v = o
+        else:
+            conflicts.append(ConfigConflict(k, _show(b), _show(o), _show(t)))
+            v = o
+        if v is not MISSING:
+            out[k] = v
+    return out, conflicts
+
+
+# --- file conflicts -------------------------------------------------------------------------
+
+
+@dataclass
+class FileConflict:
+    path: str
+    kind: str                 # M (changed in the new base), D (deleted there), A (added there), T (type changed)
+    base_before: int | None   # size in UPSTREAM
+    base_after: int | None    # size in NEW
+    image_layer: int          # which of the image's own layers touches it (layer index in the image)
+    image_size: int | None    # size there (None: deleted by the image)
+
+
+def _sig(m: Any) -> tuple:
+    if m is None:
+        return ()
+    return (m.type, m.size, m.mode, m.uid, m.gid, m.mtime, m.linkname, tuple(sorted(m.xattrs.items())))
+
+
+def fs_view(layers: list[list[Any]]) -> dict[str, Any]:
+    """path -> member of the filesystem these layers make (headers only)."""
+    plan = merge.plan_merge(layers, merge.EMPTY_BASE)
+    out = {}
+    for e in plan.entries:
+        if e.kind in ("raw", "header"):
+            out[e.path] = e.data if e.data is not None else e.member
+    return out
+
+
+def file_conflicts(upstream: dict[str, Any], new: dict[str, Any], own: list[tuple[int, list[Any]]]) -> list[FileConflict]:
+    touched: dict[str, tuple[int, int | None]] = {}
+    for li, members in own:
+        for m in members:
+            if m.is_opaque:
+                p = m.parent or "."
+                for q in upstream:
+                    if q.startswith(p + "/"):
+                        touched.setdefault(q, (li, None))
+                continue
+            if m.is_meta:
+                continue
+            if m.is_whiteout:
+                touched[m.whiteout_target] = (li, None)
+                continue
+            if m.is_dir:
+                continue
+            touched[m.path] = (li, m.size if m.is_file else 0)
+    out = []
+    for p, (li, size) in sorted(touched.items()):
+        a, b = upstream.get(p), new.get(p)
+        if _sig(a) == _sig(b):
+            continue
+        if a is None:
+            kind = "A"
+        elif b is None:
+            kind = "D"
+        elif a.type != b.type:
+            kind = "T"
+        else:
+            kind = "M"
+        out.append(FileConflict(p, kind, a.size if a is not None else None, b.size if b is not None else None,
+                                li, size))
+    return out
+
+
+# --- the plan ----------------------------------------------------------------------------
+
+
+@dataclass
+class RebasePlan:
+    image: Resolved
+    upstream: Resolved
+    onto: Resolved
+    start: int                        # first step of the image above upstream
+    upstream_how: str
+    config: Config | None = None
+    config_conflicts: list[ConfigConflict] = field(default_factory=list)
+    file_conflicts: list[FileConflict] = field(default_factory=list)
+    checked: bool = False
+
+    @property
+    def own_steps(self) -> int:
+        return len(self.image.steps) - self.start
+
+    @property
+    def own_layers(self) -> list[int]:
+        return [s.layer_index for s in self.image.steps[self.start:] if s.layer_index is not None]
+
+    @property
+    def conflicts(self) -> int:
+        return len(self.config_conflicts) + len(self.file_conflicts)
+
+
+def _repo(name: str | None) -> str:
+    if not name:
+        return ""
+    name = name.split("@", 1)[0]
+    i = name.rfind(":")
+    return name[:i] if i > name.rfind("/") else name
+
+
+def find_upstream(session: Session, image: Resolved, onto: Resolved) -> tuple[Resolved, str]:
+    """Which base IMAGE was built on, among the tagged images of its store that are its ancestors:
+
+    1. the deepest one of the new base's repository (base:1 when rebasing onto base:2);
+    2. the image's ``org.opencontainers.image.base.name`` annotation or label;
+    3. the deepest one of another repository than the image's own (its own tags are its steps).
+    """
+    ancestors: list[tuple[int, str, Image]] = []
+    for tag, img in image.store.list_images():
+        if img.id in (image.image.id, onto.image.id) or len(img.steps) >= image.upto:
+            continue
+        r = Resolved(image.store, img, len(img.steps), tag)
+        n = merge_base(r, image)
+        if n == len(img.steps) and n > 0:
+            ancestors.append((n, tag, img))
+    ancestors.sort(key=lambda a: -a[0])
+    new_repo, own_repo = _repo(onto.image.name or onto.text), _repo(image.image.name or image.text)
+    for n, tag, img in ancestors:
+        if _repo(tag) == new_repo:
+            return Resolved(image.store, img, n, tag), f"the deepest ancestor from {new_repo}"
+    annotations = dict(image.image.manifest.annotations) if image.image.manifest else {}
+    labels = dict(image.image.config.runtime.get("Labels") or {})
+    name = annotations.get(BASE_NAME_ANNOTATION) or labels.get(BASE_NAME_ANNOTATION)
+    if name:
+        for text in (name, _local_name(name)):
+            try:
+                r = session.resolve(text)
+            except (RefError, RevisionError):
+                continue
+            if merge_base(r, image) == r.upto:
+                return r, f"its {BASE_NAME_ANNOTATION} ({name})"
+    for n, tag, img in ancestors:
+        if _repo(tag) != own_repo:
+            return Resolved(image.store, img, n, tag), "the deepest tagged ancestor"
+    raise UsageError(f"cannot tell which base {image.describe()} was built on",
+                     hint="name it: imggit rebase --onto NEW UPSTREAM IMAGE")
+
+
+def _local_name(name: str) -> str:
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def plan_rebase(session: Session, onto: str, image: str, upstream: str | None = None, *,
+                check: bool = True) -> RebasePlan:
+    img = session.resolve(image)
+    if not img.is_tip:
+        raise UsageError(f"{image!r} is a past step; rebase takes an image", hint="tag it first")
+    new = session.resolve(onto)
+    if upstream is not None:
+        from ..session import check_ancestor
+
+        up = session.resolve(upstream)
+        how = "given"
+        check_ancestor(up, img)   # says what the merge-base is when it is not an ancestor
+    else:
+        up, how = find_upstream(session, img, new)
+    start = range_start(up, img)
+    if start == 0:
+        raise RevisionError(f"{up.describe()} is not an ancestor of {img.describe()}")
+    a, b = img.image.config, new.image.config
+    if (a.os, a.architecture, a.variant or "") != (b.os, b.architecture, b.variant or ""):
+        raise UsageError(f"{new.describe()} is {b.platform}, {img.describe()} is {a.platform}: "
+                         "a rebase cannot change the platform")
+    plan = RebasePlan(img, up, new, start, how)
+    runtime, plan.config_conflicts = merge_runtime(dict(up.image.config.runtime), dict(a.runtime), dict(b.runtime))
+    if check:
+        own = [(i, m) for i, m in _headers(img, plan.own_layers).items()]
+        upf = fs_view(list(_headers(up, range(up.nlayers)).values()))
+        newf = fs_view(list(_headers(new, range(new.nlayers)).values()))
+        plan.file_conflicts = file_conflicts(upf, newf, own)
+        plan.checked = True
+    plan.config = _new_config(plan, runtime)
+    return plan
+
+
+def _headers(r: Resolved, indices: Any) -> dict[int, list[Any]]:
+    return lindex.index_layers(r.store, r.image, list(indices))
+
+
+def _new_config(plan: RebasePlan, runtime: dict[str, Any]) -> Config:
+    img, new = plan.image.image.config, plan.onto.image.config
+    data = dict(img.data)
+    data["config"] = runtime
+    for key in ("architecture", "os", "variant"):
+        if key in new.data:
+            data[key] = new.data[key]
+        else:
+            data.pop(key, None)
+    own_diffs = [img.diff_ids[i] for i in plan.own_layers]
+    rootfs = dict(data.get("rootfs") or {"type": "layers"})
+    rootfs["diff_ids"] = [l.diff_id for l in plan.onto.layers] + own_diffs
+    data["rootfs"] = rootfs
+    if img.history or new.history:
+        base_hist = [dict(s.history) for s in plan.onto.steps]
+        own_hist = [dict(s.history) for s in plan.image.steps[plan.start:]]
+        data["history"] = base_hist + own_hist
+    return Config.from_data(data)
+
+
+def with_base_label(config: Config, name: str, digest: str | None) -> Config:
+    data = dict(config.data)
+    rt = dict(data.get("config") or {})
+    labels = dict(rt.get("Labels") or {})
+    labels[BASE_NAME_ANNOTATION] = name
+    if digest:
+        labels[BASE_DIGEST_ANNOTATION] = digest
+    rt["Labels"] = labels
+    data["config"] = rt
+    return Config.from_data(data)
+
+
+# --- execution -------------------------------------------------------------------------------
+
+
+@dataclass
+class RebaseResult:
+    plan: RebasePlan
+    dest: Store | None
+    tag: str | None
+    result: WriteResult | None = None
+
+
+def rebase(session: Session, onto: str, image: str, upstream: str | None = None, *, tag: str | None = None,
+           check: bool = True, strict: bool = False, dry_run: bool = False, timestamp: str | None = None
+           ) -> RebaseResult:
+    plan = plan_rebase(session, onto, image, upstream, check=check)
+    img = plan.image
+    if tag:
+        d = parse_rev(tag)
+        dst = session.store(d.ref.transport, d.ref.location, for_write=True) if d.ref.transport else img.store
+        name = d.ref.name or img.image.name
+    else:
+        dst, name = img.store, img.ref.name if img.ref is not None else img.image.name
+    res = RebaseResult(plan, dst, name)
+    if dry_run:
+        return res
+    if strict and plan.conflicts:
+        raise Conflict(f"{plan.conflicts} conflict(s) between {plan.image.describe()} and the new base "
+                       f"{plan.onto.describe()}; nothing written (--strict)")
+    res.result = write(session, plan, dst, name, timestamp)
+    return res
+
+
+def write(session: Session, plan: RebasePlan, dst: Store, name: str | None, timestamp: str | None) -> WriteResult:
+    from ..layers import fetch
+    from ..stores.base import tmpdir
+    from .publish import publish
+    from .squash import resolve_timestamp
+
+    img, new = plan.image, plan.onto
+    assert plan.config is not None
+    config = plan.config.replace(created=resolve_timestamp(timestamp))
+    base_name = new.image.name or new.text
+    annotations: dict[str, str] = {}
+    if dst.transport == "docker-daemon":
+        config = with_base_label(config, base_name, new.image.digest)
+    else:
+        annotations = {BASE_NAME_ANNOTATION: base_name}
+        if new.image.digest:
+            annotations[BASE_DIGEST_ANNOTATION] = new.image.digest
+    layers = list(new.layers) + [img.image.layers[i] for i in plan.own_layers]
+    chains = chain_ids([l.diff_id for l in layers])
+    layers = [Layer(l.diff_id, c, l.digest, l.media_type, l.size, l.urls, l.annotations, l.uncompressed_size)
+              for l, c in zip(layers, chains)]
+    # bytes may come from two stores: the new base's and the image's own
+    needed = dst.needed_layers(layers)
+    nb = len(new.layers)
+    workdir = tmpdir()
+    try:
+        inputs: list[LayerInput] = []
+        want_new = sorted(i for i in needed if i < nb)
+        want_own = sorted(plan.own_layers[i - nb] for i in needed if i >= nb)
+        spooled: dict[tuple[int, int], str] = {}
+        for which, r, idx in ((0, new, want_new), (1, img, want_own)):
+            if idx and hasattr(r.store, "spool_layers"):
+                for i, lf in fetch.materialize(r.store, r.image, idx, workdir).items():
+                    spooled[(which, i)] = lf.path
+        for k, layer in enumerate(layers):
+            which, i = (0, k) if k < nb else (1, plan.own_layers[k - nb])
+            r = new if which == 0 else img
+            if k not in needed:
+                inputs.append(LayerInput(layer))
+            elif (which, i) in spooled:
+                p = spooled[(which, i)]
+                plain = Layer(layer.diff_id, layer.chain_id, layer.diff_id, layer.media_type, None)
+                inputs.append(LayerInput(plain, (lambda p=p: open(p, "rb"))))
+            else:
+                inputs.append(LayerInput(layer, (lambda r=r, i=i: r.store.open_blob(r.image, i))))
+        req = WriteRequest(config, inputs, name, annotations=annotations,
+                           family=img.image.manifest.family if img.image.manifest else None)
+        return publish(dst, req)
+    finally:
+        fetch.rmtree(workdir)
+
+
+# --- fleet ------------------------------------------------------------------------------------
+
+
+@dataclass
+class FleetRow:
+    tag: str
+    old: str
+    new: str | None
+    conflicts: int
+    error: str | None = None
+
+
+def fleet(session: Session, onto: str, old: str, store_text: str | None, *, check: bool = True,
+          strict: bool = False, dry_run: bool = False, timestamp: str | None = None,
+          progress: Callable[[str], None] | None = None) -> list[FleetRow]:
+    """Rebase every tagged image of a store whose chain starts with OLD's onto NEW."""
+    from ..revisions import parse_store
+
+    store = session.store_of(parse_store(store_text)) if store_text else session.default_store()
+    base = session.resolve(old)
+    new = session.resolve(onto)
+    rows = []
+    for tag, img in store.list_images():
+        if img.id in (base.image.id, new.image.id):
+            continue
+        r = Resolved(store, img, len(img.steps), tag)
+        if merge_base(base, r) != base.upto or len(img.steps) <= base.upto:
+            continue
+        ref = _ref_in(store, tag)
+        if progress:
+            progress(f"rebasing {tag}")
+        try:
+            res = rebase(session, onto, ref, old, check=check, strict=strict, dry_run=dry_run, timestamp=timestamp)
+            rows.append(FleetRow(tag, img.id, res.result.image.id if res.result else None, res.plan.conflicts))
+        except Exception as e:  # one failure does not stop the others
+            from ..errors import ImggitError
+
+            msg = e.message if isinstance(e, ImggitError) else f"{type(e).__name__}: {e}"
+            rows.append(FleetRow(tag, img.id, None, 0, msg))
+    return rows
+
+
+def _ref_in(store: Store, tag: str) -> str:
+    t = store.transport
+    if t == "docker-daemon":
+        return f"docker-daemon:{tag}"
+    if getattr(store, "label", None):
+        return f"embedded:{tag}"
+    if t == "docker":
+        return f"docker://{getattr(store, 'location', '')}:{tag}"
+    return f"{t}:{getattr(store, 'path', '')}:{tag}"
+
+
+__all__ = ["rebase", "plan_rebase", "fleet", "merge_runtime", "file_conflicts"]
