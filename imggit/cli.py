@@ -133,10 +133,12 @@ def _ctx() -> Ctx:
 
 # Each verb lives in imggit/commands/<group>.py and registers itself on ``main``.
 from .commands import copy as _copy  # noqa: E402,F401
+from .commands import files as _files  # noqa: E402,F401
 from .commands import history as _history  # noqa: E402,F401
 from .commands import inspect as _inspect  # noqa: E402,F401
 from .commands import rebase as _rebase  # noqa: E402,F401
 from .commands import squash as _squash  # noqa: E402,F401
+from .commands import surgery as _surgery  # noqa: E402,F401
 from .commands import registry as _registry  # noqa: E402,F401
 
 

@@ -18,8 +18,10 @@ from ..cli import CONTEXT, _ctx, main, out, style, warn  # noqa: F401
 @click.option("-n", "--max-count", "limit", type=click.IntRange(min=1), metavar="N", help="Show at most N steps.")
 @click.option("--graph", is_flag=True, help="Draw the steps of several images as a graph; shared bases once.")
 @click.option("--all", "all_images", is_flag=True, help="Every tagged image of the default store (implies --graph).")
+@click.option("--stat", "as_stat", is_flag=True, help="Under each step, the files it changes and a size bar "
+              "(reads layer headers, cached).")
 def log(refs: tuple[str, ...], oneline: bool, layers_only: bool, as_json: bool, limit: int | None,
-        graph: bool, all_images: bool) -> None:
+        graph: bool, all_images: bool, as_stat: bool) -> None:
     """Show the steps of an image, newest first, like git log.
 
     Each step is a history entry of the image; the id shown is the chain id
@@ -75,7 +77,23 @@ def log(refs: tuple[str, ...], oneline: bool, layers_only: bool, as_json: bool, 
                           "rev": r.text, "upto": r.upto,
                           "steps": [render.step_json(e.step, e.rev) for e in res1.entries]}))
         return
+    stats = {}
+    if as_stat:
+        from ..ops import files
+
+        stats = files.all_step_changes(r)
     for e in res1.entries:
+        if as_stat:
+            from .files import stat_lines
+
+            out(render.log_oneline(e.step, e.tags, style) if oneline else
+                "\n".join(render.log_full(e.step, len(r.image.steps), e.rev, e.tags, style)).rstrip())
+            sc = stats.get(e.step.index)
+            if sc is not None:
+                for line in stat_lines(sc.stat, width=30, limit=10):
+                    out(line)
+            out()
+            continue
         if oneline:
             out(render.log_oneline(e.step, e.tags, style))
         else:
@@ -92,7 +110,9 @@ def log(refs: tuple[str, ...], oneline: bool, layers_only: bool, as_json: bool, 
 @click.option("--manifest", "raw", flag_value="manifest", help="Print the manifest, byte for byte.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--layers", is_flag=True, help="REF~N counts layer-bearing steps.")
-def show(ref: str, raw: str | None, as_json: bool, layers: bool) -> None:
+@click.option("--stat", "as_stat", is_flag=True, help="The files the step adds, modifies, deletes, with sizes.")
+@click.option("--name-status", is_flag=True, help="Only status letters (A M D T) and paths.")
+def show(ref: str, raw: str | None, as_json: bool, layers: bool, as_stat: bool, name_status: bool) -> None:
     """Show one step: its history entry and layer (and the runtime config of an image).
 
     \b
@@ -112,6 +132,23 @@ def show(ref: str, raw: str | None, as_json: bool, layers: bool) -> None:
         sys.stdout.flush()
         sys.stdout.buffer.write(data)   # exactly the stored bytes: no newline added
         sys.stdout.buffer.flush()
+        return
+    if as_stat or name_status:
+        from ..ops import files
+        from .files import change_json, stat_lines
+
+        r, sc = files.step_changes(c.session, ref, layers=layers)
+        if as_json:
+            out(render.dumps({"rev": r.text, "step": render.step_json(sc.step, r.text),
+                              "changes": [change_json(x) for x in sc.stat.files]}))
+            return
+        out(render.log_oneline(sc.step, [r.text], style))
+        if name_status:
+            for ch in sc.stat.files:
+                out(f"{ch.status}\t/{ch.path}")
+        else:
+            for line in stat_lines(sc.stat):
+                out(line)
         return
     res = inspect.show(c.session, ref, layers=layers)
     for w in res.warnings:

@@ -34,7 +34,11 @@ def _print_plan(plan) -> None:  # type: ignore[no-untyped-def]
 
 @main.command(context_settings=CONTEXT)
 @click.argument("args", nargs=-1, metavar="[UPSTREAM] IMAGE")
-@click.option("--onto", "onto", metavar="NEW", required=True, help="The new base.")
+@click.option("--onto", "onto", metavar="NEW", help="The new base.")
+@click.option("-i", "--interactive", is_flag=True, help="Edit the steps above BASE: reorder, drop, squash, "
+              "fixup, reword (rebase -i BASE [IMAGE]).")
+@click.option("--todo", "todo_file", type=click.File("r"), metavar="FILE",
+              help="With -i: take the todo list from FILE instead of opening $EDITOR ('-' for stdin).")
 @click.option("-t", "--tag", metavar="NAME", help="Write the result under this name (default: IMAGE's tag moves).")
 @click.option("--strict", is_flag=True, help="Refuse (exit 5, no tag moves) when there is any conflict.")
 @click.option("--no-check", "no_check", is_flag=True, help="Do not compare files (reads no layer at all).")
@@ -44,8 +48,8 @@ def _print_plan(plan) -> None:  # type: ignore[no-untyped-def]
               "argument; default the default store).")
 @click.option("--timestamp", metavar="TIME", help="Time written into the config (default: now, or "
               "$SOURCE_DATE_EPOCH).")
-def rebase(args: tuple[str, ...], onto: str, tag: str | None, strict: bool, no_check: bool, dry_run: bool,
-           old: str | None, all_: bool, timestamp: str | None) -> None:
+def rebase(args: tuple[str, ...], onto: str | None, interactive: bool, todo_file, tag: str | None,  # type: ignore[no-untyped-def]
+           strict: bool, no_check: bool, dry_run: bool, old: str | None, all_: bool, timestamp: str | None) -> None:
     """Replay an image's own steps on a patched base, without rebuilding (git rebase --onto).
 
     IMAGE's steps above UPSTREAM keep their layer blobs and land on NEW.
@@ -55,16 +59,27 @@ def rebase(args: tuple[str, ...], onto: str, tag: str | None, strict: bool, no_c
     that IMAGE's layers touch and that NEW changed are reported as
     conflicts (exit 0 with a warning; --strict makes them fatal).
 
+    With -i, edit the steps above BASE instead, like git rebase -i: the
+    todo list opens in $EDITOR (or comes from --todo FILE); lines can be
+    reordered, dropped, squashed or fixed up into the line above, reworded.
+
     \b
     Examples:
       imggit rebase --onto base:2 app:1                 upstream found on its own
       imggit rebase --onto base:2 base:1 app:1 -t app:1-rebased
       imggit rebase --onto base:2 --from base:1 --all   every image built on base:1
+      imggit rebase -i app:1~4                          edit the top four steps
+      imggit rebase -i base:1 app:1 --todo plan.txt
     """
     from ..model import short
     from ..ops import rebase as op
 
     c = _ctx()
+    if interactive:
+        _interactive(c, args, todo_file, tag, dry_run)
+        return
+    if onto is None:
+        raise click.UsageError("give the new base with --onto NEW (or edit steps with -i)")
     if all_:
         if old is None:
             raise click.UsageError("--all needs --from OLD (the old base)")
@@ -112,4 +127,87 @@ def rebase(args: tuple[str, ...], onto: str, tag: str | None, strict: bool, no_c
     assert r is not None
     moved = f" (was {short(r.previous)})" if r.previous and r.previous != r.image.id else ""
     click.echo(f"{res.tag or '(untagged)'} in {res.dest.describe()} -> {short(r.image.id)}{moved}", err=True)
+    out(r.image.id)
+
+
+def _interactive(c, args, todo_file, tag, dry_run) -> None:  # type: ignore[no-untyped-def]
+    from ..model import short
+    from ..ops import interactive
+    from ..render import step_text
+    from ..revisions import parse_rev
+
+    if len(args) == 1:
+        base = args[0]
+        image = parse_rev(base).ref.text
+    elif len(args) == 2:
+        base, image = args
+    else:
+        raise click.UsageError("rebase -i takes BASE [IMAGE]")
+    todo = todo_file.read() if todo_file is not None else None
+
+    def edit(text: str) -> str | None:
+        return click.edit(text, extension=".imggit-todo")
+
+    res = interactive.run(c.session, base, image, todo, tag=tag, dry_run=dry_run, edit=edit)
+    plan = res.plan
+    for g in plan.groups:
+        names = ", ".join(f"{t.action} {t.step.index + 1}" for t in g.steps)
+        click.echo(f"  {names}: {step_text(g.lead.step) if g.lead.action != 'reword' else g.lead.text}", err=True)
+    for s in plan.dropped:
+        click.echo(f"  drop {s.index + 1}: {step_text(s)}", err=True)
+    for w in plan.warnings:
+        warn(w)
+    if plan.config_dropped:
+        warn("dropped steps set these config fields; the result keeps them as the image has them:")
+        for d in plan.config_dropped:
+            click.echo(f"  {d.field:<12} step {d.step.index + 1}: {d.command}", err=True)
+    if dry_run:
+        click.echo("dry run: nothing written", err=True)
+        return
+    r = res.result
+    assert r is not None
+    moved = f" (was {short(r.previous)})" if r.previous and r.previous != r.image.id else ""
+    click.echo(f"{res.tag or '(untagged)'} in {res.dest.describe()} -> {short(r.image.id)}{moved}", err=True)
+    out(r.image.id)
+
+
+@main.command(name="cherry-pick", context_settings=CONTEXT)
+@click.argument("range_", metavar="SRC~N..")
+@click.argument("onto", metavar="ONTO")
+@click.option("-t", "--tag", metavar="NAME", help="Write the result under this name (default: ONTO's tag moves).")
+@click.option("--strict", is_flag=True, help="Refuse when a conflict is found.")
+@click.option("--no-check", "no_check", is_flag=True, help="Do not compare files.")
+@click.option("-n", "--dry-run", is_flag=True, help="Show the plan; write nothing.")
+def cherry_pick(range_: str, onto: str, tag: str | None, strict: bool, no_check: bool, dry_run: bool) -> None:
+    """Append steps of one image (their layers and history) onto another.
+
+    SRC~N.. means the top N steps of SRC (SRC~N..SRC). Their layer blobs are
+    untouched; the config changes those steps made are carried over (a
+    three-way merge, as rebase does).
+
+    \b
+    Example:
+      imggit cherry-pick tools:1~2.. app:1          app:1 gets tools:1's top two steps
+    """
+    from ..model import short
+    from ..ops import rebase as op
+    from ..revisions import parse_rev
+
+    c = _ctx()
+    left, sep, right = range_.rpartition("..")
+    if not sep or not left:
+        raise click.UsageError("write the steps as SRC~N.. or SRC~N..SRC")
+    if not right:
+        right = parse_rev(left).ref.text
+    o = parse_rev(onto)
+    res = op.rebase(c.session, onto, right, left, tag=tag or onto, check=not no_check, strict=strict,
+                    dry_run=dry_run)
+    _print_plan(res.plan)
+    if dry_run:
+        click.echo("dry run: nothing written", err=True)
+        return
+    r = res.result
+    assert r is not None
+    moved = f" (was {short(r.previous)})" if r.previous and r.previous != r.image.id else ""
+    click.echo(f"{o.ref.name or onto} -> {short(r.image.id)}{moved}", err=True)
     out(r.image.id)
