@@ -2,11 +2,13 @@
 
 Deliberately written as a tree walk (not the flat changeset of
 ``imggit.layers.merge``) so that the two can check each other. It follows
-moby's ``UnpackLayer``: a whiteout removes its target when read; an opaque
-marker removes every child its layer has not written; an entry replaces what
-is at its path unless both are directories (then only metadata changes);
-missing parents are created (0755); a hardlink shares the inode of what is
-at its target when it is applied.
+moby's ``UnpackLayer``: every entry first gets its missing parents created
+(mode 0600), following symlinked directories; a whiteout removes its target
+when read; an opaque marker removes every child its layer has not written;
+an entry replaces what is at its path unless both are directories (then the
+metadata changes and xattrs are added); a hardlink shares the inode of what
+is at its target when it is applied, and its own header's metadata is then
+applied to that inode.
 """
 
 from __future__ import annotations
@@ -37,73 +39,115 @@ def _meta(m: tarfmt.Member) -> tuple:
             (m.devmajor, m.devminor) if m.type in (tarfmt.CHARDEV, tarfmt.BLOCKDEV) else None)
 
 
+IMPLIED = (0o600, 0, 0, None, (), None)
+
+
 class Tree:
     def __init__(self) -> None:
         self.root = Node(Inode("dir", (0o755, 0, 0, None, (), None)))
 
-    def _walk(self, parts: list[str], create: bool) -> Node | None:
+    def _resolve(self, parts: list[str], create: bool) -> Node | None:
+        """Walk to the directory ``parts`` names, following symlinks; create missing ones (0600)."""
         node = self.root
-        for p in parts:
+        todo = list(parts)
+        trail: list[str] = []
+        hops = 0
+        while todo:
+            p = todo.pop(0)
+            if p in ("", "."):
+                continue
+            if p == "..":
+                if trail:
+                    trail.pop()
+                node = self._walk_plain(trail)
+                continue
             nxt = node.children.get(p)
+            if nxt is not None and nxt.inode.kind == "symlink" and hops < 40:
+                hops += 1
+                t = nxt.inode.target
+                todo = t.split("/") + todo
+                if t.startswith("/"):
+                    trail = []
+                    node = self.root
+                continue
             if nxt is None or nxt.inode.kind != "dir":
                 if not create:
                     return None
-                nxt = Node(Inode("dir", (0o755, 0, 0, None, (), None)))
+                nxt = Node(Inode("dir", IMPLIED))
                 node.children[p] = nxt
             node = nxt
+            trail.append(p)
+        return node
+
+    def _walk_plain(self, trail: list[str]) -> Node:
+        node = self.root
+        for p in trail:
+            node = node.children[p]
         return node
 
     def lookup(self, path: str) -> Node | None:
         if path == ".":
             return self.root
         parts = path.split("/")
-        parent = self._walk(parts[:-1], create=False)
+        parent = self._resolve(parts[:-1], create=False)
         return None if parent is None else parent.children.get(parts[-1])
 
     def apply(self, data: bytes) -> None:
         r = tarfmt.TarReader(io.BytesIO(data))
-        written: set[str] = set()
+        written: set[int] = set()
         for m in r:
             p = m.path
             parts = [] if p == "." else p.split("/")
             if m.is_meta:
                 continue
+            parent = self._resolve(parts[:-1], create=True) if parts else None
             if m.is_opaque:
-                d = m.parent
-                node = self._walk(d.split("/") if d else [], create=True)
-                assert node is not None
-                prefix = (d + "/") if d else ""
-                for name in list(node.children):
-                    if prefix + name not in written:
-                        del node.children[name]
+                assert parent is not None
+
+                def prune(node: Node) -> None:   # filepath.Walk, removing what this layer did not write
+                    for name in list(node.children):
+                        child = node.children[name]
+                        if id(child) not in written:
+                            del node.children[name]
+                        elif child.inode.kind == "dir":
+                            prune(child)
+
+                prune(parent)
                 continue
             if m.is_whiteout:
-                t = m.whiteout_target.split("/")
-                parent = self._walk(t[:-1], create=False)
-                if parent is not None:
-                    parent.children.pop(t[-1], None)
+                assert parent is not None
+                parent.children.pop(parts[-1][len(".wh."):], None)
                 continue
-            written.add(p)
             if p == ".":
                 self.root.inode.meta = _meta(m)
                 continue
-            parent = self._walk(parts[:-1], create=True)
             assert parent is not None
             old = parent.children.get(parts[-1])
             if m.is_dir:
                 if old is not None and old.inode.kind == "dir":
-                    old.inode.meta = _meta(m)
+                    meta = _meta(m)
+                    xattrs = dict(old.inode.meta[4])
+                    xattrs.update(dict(meta[4]))
+                    old.inode.meta = meta[:4] + (tuple(sorted(xattrs.items())),) + meta[5:]
+                    written.add(id(old))
                 else:
-                    parent.children[parts[-1]] = Node(Inode("dir", _meta(m)))
+                    node = Node(Inode("dir", _meta(m)))
+                    parent.children[parts[-1]] = node
+                    written.add(id(node))
                 continue
             if m.is_link:
                 t = self.lookup(tarfmt.normalize(m.linkname))
                 assert t is not None and t.inode.kind == "file", f"dangling hardlink {p} -> {m.linkname}"
-                parent.children[parts[-1]] = Node(t.inode)
+                t.inode.meta = _meta(m)
+                node = Node(t.inode)
+                parent.children[parts[-1]] = node
+                written.add(id(node))
                 continue
             kind = {"0": "file", "7": "file", "2": "symlink", "3": "chardev", "4": "blockdev", "6": "fifo"}[m.type]
             content = r.read_data() if m.is_file else b""
-            parent.children[parts[-1]] = Node(Inode(kind, _meta(m), content, m.linkname if m.is_symlink else ""))
+            node = Node(Inode(kind, _meta(m), content, m.linkname if m.is_symlink else ""))
+            parent.children[parts[-1]] = node
+            written.add(id(node))
 
     def listing(self) -> tuple[dict[str, tuple], set[frozenset[str]]]:
         out: dict[str, tuple] = {}

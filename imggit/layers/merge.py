@@ -45,16 +45,22 @@ OPQ = 2      # a base directory whose lower children are hidden
 class Node:
     kind: int
     layer: int = -1                 # index in the merged range (0 = lowest), -1 = synthesized
-    member: Member | None = None
+    member: Member | None = None    # None on PUT: a directory the engine creates on its own (mode 0600)
     opaque: bool = False            # directories: hide the base's children
     inode: object = None            # regular files and hardlinks: identity of the content
+    fresh: bool = False             # directories: a new directory where the base's was deleted or replaced
+    xattrs: dict[str, str] | None = None   # directories: xattrs of lower entries the engine would keep
 
 
 class BaseView:
-    """What the filesystem below the merged layers holds (``None`` = unknown: assume anything)."""
+    """What the filesystem below the merged layers holds (``None`` = unknown: assume anything).
 
-    def __init__(self, paths: dict[str, bool] | None) -> None:
-        self.paths = paths                      # path -> is a directory
+    ``paths`` maps a path to its member (None: a directory the engine made), so symlinked
+    directories can be followed.
+    """
+
+    def __init__(self, paths: dict[str, Member | None] | None) -> None:
+        self.paths = paths
         self._parents: set[str] | None = None
         if paths is not None:
             self._parents = set()
@@ -70,6 +76,9 @@ class BaseView:
 
     def has(self, path: str) -> bool:
         return True if self.paths is None else path in self.paths
+
+    def get(self, path: str) -> Member | None:
+        return None if self.paths is None else self.paths.get(path)
 
     def has_children(self, path: str) -> bool:
         if self._parents is None:
@@ -134,115 +143,256 @@ def _ancestors(p: str) -> list[str]:
 
 
 class _Changeset:
+    """path -> Node, plus a tree of paths (``kids``) so a subtree can be dropped at once.
+
+    Every ancestor of a node is registered in ``kids`` (whether or not it is a node itself),
+    so dropping ``d`` finds ``d/a/b`` even when ``d/a`` is only in the base.
+    """
+
     def __init__(self) -> None:
         self.nodes: dict[str, Node] = {}
         self.kids: dict[str, set[str]] = {}
 
+    def _register(self, p: str) -> None:
+        while p not in (".", ""):
+            parent = _parent(p)
+            s = self.kids.setdefault(parent, set())
+            if p in s:
+                return
+            s.add(p)
+            p = parent
+
     def set(self, p: str, node: Node) -> None:
         if p not in self.nodes and p != ".":
-            self.kids.setdefault(_parent(p), set()).add(p)
+            self._register(p)
         self.nodes[p] = node
 
     def drop(self, p: str) -> None:
-        if p in self.nodes:
-            del self.nodes[p]
-            if p != ".":
-                s = self.kids.get(_parent(p))
-                if s is not None:
-                    s.discard(p)
+        self.nodes.pop(p, None)
         self.drop_children(p)
 
-    def drop_children(self, p: str) -> None:
+    def drop_children(self, p: str, keep_layer: int | None = None) -> None:
+        """Drop everything under ``p``; with ``keep_layer``, keep what that layer wrote (and the
+        directories leading to it)."""
         key = "" if p == "." else p
-        stack = list(self.kids.pop(key, ()))
-        while stack:
-            q = stack.pop()
+        if keep_layer is None:
+            stack = list(self.kids.pop(key, ()))
+            while stack:
+                q = stack.pop()
+                self.nodes.pop(q, None)
+                stack.extend(self.kids.pop(q, ()))
+            return
+        self._prune(key, keep_layer)
+
+    def _prune(self, key: str, layer: int) -> None:
+        """What an opaque marker does in the engine: walk the directory, and remove every path that
+        this layer did not write itself (a written directory is walked in turn, and the base's
+        children under it are hidden too)."""
+        for q in list(self.kids.get(key, ())):
+            n = self.nodes.get(q)
+            if n is not None and n.kind == PUT and n.layer == layer and n.member is not None:
+                if n.member.is_dir:
+                    if not n.fresh:
+                        n.opaque = True
+                    self._prune(q, layer)
+                continue
             self.nodes.pop(q, None)
-            stack.extend(self.kids.pop(q, ()))
+            stack = list(self.kids.pop(q, ()))
+            while stack:
+                r = stack.pop()
+                self.nodes.pop(r, None)
+                stack.extend(self.kids.pop(r, ()))
+            s = self.kids.get(key)
+            if s is not None:
+                s.discard(q)
 
 
-def plan_merge(layers: Sequence[Sequence[Member]], base: BaseView = EMPTY_BASE) -> MergePlan:
-    cs = _Changeset()
-    nodes = cs.nodes
-    input_bytes = 0
-    file_members: list[tuple[int, Member]] = []
+_MAX_HOPS = 40
 
-    for li, members in enumerate(layers):
-        opaque_dirs = []
-        whiteouts = []
-        regular = []
+
+class _Planner:
+    """Applies layers to the changeset ``cs`` over ``base``, the way the engine applies them."""
+
+    def __init__(self, base: BaseView) -> None:
+        self.cs = _Changeset()
+        self.base = base
+        self.meta: dict[object, Member] = {}      # inode -> the member whose metadata it has last
+
+    # --- what is at a path now --------------------------------------------------------------
+
+    def lookup(self, p: str) -> tuple[str, Member | None]:
+        """('put'|'base'|'absent'|'unknown', member) for path ``p`` in the changeset over the base."""
+        nodes = self.cs.nodes
+        n = nodes.get(p)
+        if n is not None:
+            if n.kind == PUT:
+                return "put", n.member
+            if n.kind == DEL:
+                return "absent", None
+        if p != ".":
+            for a in _ancestors(p):
+                an = nodes.get(a)
+                if an is None:
+                    continue
+                if an.kind == DEL or (an.kind == PUT and an.member is not None and not an.member.is_dir):
+                    return "absent", None
+                if an.kind == OPQ or (an.kind == PUT and (an.opaque or an.fresh)):
+                    return "absent", None
+        if not self.base.known:
+            return "unknown", None
+        if self.base.paths is not None and p in self.base.paths:
+            return "base", self.base.get(p)
+        return "absent", None
+
+    def resolve(self, p: str) -> str:
+        """``p`` with every symlinked directory among its parents followed (the last part is kept)."""
+        if p == "." or "/" not in p:
+            return p
+        parts = p.split("/")
+        done: list[str] = []
+        hops = 0
+        i = 0
+        while i < len(parts) - 1:
+            cur = "/".join(done + [parts[i]])
+            state, m = self.lookup(cur)
+            if state in ("put", "base") and m is not None and m.is_symlink and hops < _MAX_HOPS:
+                hops += 1
+                target = m.linkname
+                base_dir = [] if target.startswith("/") else done
+                resolved = _clamp("/".join(base_dir + [target.lstrip("/")]))
+                parts = ([] if resolved == "." else resolved.split("/")) + parts[i + 1:]
+                done = []
+                i = 0
+                continue
+            done.append(parts[i])
+            i += 1
+        return "/".join(done + [parts[-1]])
+
+    def ensure_parents(self, p: str, li: int) -> None:
+        """The engine creates missing parents (mode 0600) and cannot put anything under a non-directory."""
+        if p == ".":
+            return
+        nodes = self.cs.nodes
+        for a in _ancestors(p):
+            an = nodes.get(a)
+            if an is not None and (an.kind == DEL or (an.kind == PUT and an.member is not None
+                                                       and not an.member.is_dir)):
+                self.cs.drop(a)
+                self.cs.set(a, Node(PUT, li, None, opaque=True, fresh=True))
+                continue
+            if an is not None:
+                continue
+            state, m = self.lookup(a)
+            if state == "absent":
+                self.cs.set(a, Node(PUT, li, None))
+            elif state == "base" and m is not None and not m.is_dir:
+                self.cs.set(a, Node(PUT, li, None, opaque=True, fresh=True))
+
+    # --- applying a layer ------------------------------------------------------------------------
+
+    def apply(self, li: int, members: Sequence[Member]) -> None:
+        """One layer, entry by entry in tar order, as the engine's UnpackLayer applies it: an opaque
+        marker hides every lower child of its directory (what this layer wrote so far stays), a
+        whiteout deletes its target from the lower layers."""
+        cs, nodes = self.cs, self.cs.nodes
         for m in members:
-            if m.is_opaque:
-                opaque_dirs.append(m.parent or ".")
-            elif m.is_whiteout:
-                whiteouts.append(m)
-            elif m.is_meta:
+            if m.is_meta:
                 continue   # AUFS bookkeeping (.wh..wh.plnk, .wh..wh.aufs)
-            else:
-                regular.append(m)
-                if m.is_file:
-                    input_bytes += m.size
-                    file_members.append((li, m))
-        # 1. opaque directories hide the lower children (as if first in the layer)
-        for d in opaque_dirs:
-            if _gone(nodes, d):
-                continue   # what was below is gone already; the layer's own entries recreate it
-            cs.drop_children(d)
-            node = nodes.get(d)
-            if node is not None and node.kind == PUT and node.member is not None and node.member.is_dir:
-                node.opaque = True
-            elif node is not None and node.kind == PUT and node.member is None:
-                node.opaque = True            # a synthesized directory
-            else:
-                cs.set(d, Node(OPQ, li))
-        # 2. whiteouts delete lower paths (and everything under them)
-        for m in whiteouts:
-            p = m.whiteout_target
-            if _gone(nodes, p, strict=True):
-                continue   # under a path that is deleted or not a directory: nothing to delete
-            cs.drop(p)
-            cs.set(p, Node(DEL, li))
-        # 3. entries, in tar order
-        for m in regular:
-            p = m.path   # a path given twice in one layer: the last one wins, as when the engine applies it
-            if p != ".":
-                for a in _ancestors(p):
-                    an = nodes.get(a)
-                    if an is None or an.kind == OPQ:
-                        continue
-                    if an.kind == DEL or (an.kind == PUT and an.member is not None and not an.member.is_dir):
-                        # the engine creates a missing parent; what was there below is gone
-                        cs.drop(a)
-                        cs.set(a, Node(PUT, li, None, opaque=True))
+            if m.is_opaque:
+                d = self.resolve(m.parent + "/x").rsplit("/", 1)[0] if m.parent else "."
+                if d != ".":
+                    self.ensure_parents(d + "/x", li)
+                if _gone(nodes, d):
+                    continue   # what was below is gone already
+                cs.drop_children(d, keep_layer=li)
+                node = nodes.get(d)
+                if node is not None and node.kind == PUT and (node.member is None or node.member.is_dir):
+                    node.opaque = True
+                else:
+                    cs.set(d, Node(OPQ, li))
+                continue
+            if m.is_whiteout:
+                p = self.resolve(m.whiteout_target)
+                self.ensure_parents(p, li)
+                if _gone(nodes, p, strict=True):
+                    continue   # under a path that is deleted or not a directory: nothing to delete
+                cs.drop(p)
+                cs.set(p, Node(DEL, li))
+                continue
+            p = self.resolve(m.path)   # a path given twice in one layer: the last one wins
+            self.ensure_parents(p, li)
             old = nodes.get(p)
             if m.is_dir:
-                if old is None:
-                    opaque = False
-                elif old.kind == PUT and (old.member is None or old.member.is_dir):
-                    opaque = old.opaque
-                else:
-                    opaque = True   # deleted, replaced by a non-directory, or marked opaque below
-                cs.set(p, Node(PUT, li, m, opaque=opaque))
+                self._put_dir(p, li, m, old)
                 continue
             cs.drop_children(p)   # a non-directory replaces whatever was at p, children included
             if m.is_link:
-                t = tarfmt.normalize(m.linkname)
-                tn = nodes.get(t)
-                if tn is None:
-                    if not base.has(t):
-                        raise FormatError(f"layer {li} of the range: hardlink {p!r} names {t!r}, which does not exist")
-                    inode: object = ("base", t)
-                elif tn.kind == PUT and tn.inode is not None:
-                    inode = tn.inode
-                else:
-                    raise FormatError(f"layer {li} of the range: hardlink {p!r} names {t!r}, "
-                                      "which is not a regular file at that point")
+                inode = self._link_inode(p, li, m)
+                self.meta[inode] = m
                 cs.set(p, Node(PUT, li, m, inode=inode))
             elif m.is_file:
-                cs.set(p, Node(PUT, li, m, inode=(li, m.header_offset)))
+                inode = (li, m.header_offset)
+                self.meta[inode] = m
+                cs.set(p, Node(PUT, li, m, inode=inode))
             else:
                 cs.set(p, Node(PUT, li, m))
-    return _emit(cs, base, len(layers), input_bytes, file_members)
+
+    def _put_dir(self, p: str, li: int, m: Member, old: Node | None) -> None:
+        if old is None:
+            state, bm = self.lookup(p)
+            fresh = state == "base" and bm is not None and not bm.is_dir
+            self.cs.set(p, Node(PUT, li, m, opaque=fresh, fresh=fresh))
+        elif old.kind == PUT and (old.member is None or old.member.is_dir):
+            # a directory over a directory: new metadata, the children stay; the engine adds
+            # the new xattrs to the old ones
+            xattrs = dict(old.xattrs or {})
+            if old.member is not None:
+                xattrs.update(old.member.xattrs)
+            self.cs.set(p, Node(PUT, li, m, opaque=old.opaque, fresh=old.fresh, xattrs=xattrs or None))
+        elif old.kind == OPQ:
+            self.cs.set(p, Node(PUT, li, m, opaque=True))
+        else:   # deleted below, or a non-directory: a brand new directory
+            self.cs.set(p, Node(PUT, li, m, opaque=True, fresh=True))
+
+    def _link_inode(self, p: str, li: int, m: Member) -> object:
+        t = self.resolve(tarfmt.normalize(m.linkname))
+        state, tm = self.lookup(t)
+        if state == "put":
+            tn = self.cs.nodes.get(t)
+            if tn is not None and tn.inode is not None:
+                return tn.inode
+            raise FormatError(f"layer {li} of the range: hardlink {p!r} names {t!r}, "
+                              "which is not a regular file at that point")
+        if state == "absent":
+            raise FormatError(f"layer {li} of the range: hardlink {p!r} names {t!r}, which does not exist")
+        if tm is not None and not (tm.is_file or tm.is_link):
+            raise FormatError(f"layer {li} of the range: hardlink {p!r} names {t!r}, which is not a regular file")
+        return ("base", t)
+
+
+def _clamp(p: str) -> str:
+    """Resolve ``..`` in a path, never above the root."""
+    out: list[str] = []
+    for part in p.split("/"):
+        if part == "..":
+            if out:
+                out.pop()
+        elif part and part != ".":
+            out.append(part)
+    return "/".join(out) or "."
+
+
+def plan_merge(layers: Sequence[Sequence[Member]], base: BaseView = EMPTY_BASE) -> MergePlan:
+    planner = _Planner(base)
+    input_bytes = 0
+    file_members: list[tuple[int, Member]] = []
+    for li, members in enumerate(layers):
+        for m in members:
+            if m.is_file and not m.is_whiteout and not m.is_opaque and not m.is_meta:
+                input_bytes += m.size
+                file_members.append((li, m))
+        planner.apply(li, members)
+    return _emit(planner, len(layers), input_bytes, file_members)
 
 
 def _gone(nodes: dict[str, Node], p: str, strict: bool = False) -> bool:
@@ -261,8 +411,8 @@ def _sort_key(p: str) -> tuple[str, ...]:
     return () if p == "." else tuple(p.split("/"))
 
 
-def _emit(cs: _Changeset, base: BaseView, nlayers: int, input_bytes: int,
-          file_members: list[tuple[int, Member]]) -> MergePlan:
+def _emit(planner: _Planner, nlayers: int, input_bytes: int, file_members: list[tuple[int, Member]]) -> MergePlan:
+    cs, base = planner.cs, planner.base
     nodes = cs.nodes
     order = sorted(nodes, key=_sort_key)
     content = {(li, m.header_offset): (li, m) for li, m in file_members}
@@ -272,52 +422,66 @@ def _emit(cs: _Changeset, base: BaseView, nlayers: int, input_bytes: int,
     for p in order:
         n = nodes[p]
         if n.kind == DEL:
-            if base.has(p) and not _hidden_by_opaque(nodes, p):
+            if base.has(p) and not _hidden(nodes, p):
                 out.append(_whiteout(p))
                 plan.kept_whiteouts += 1
             else:
                 plan.dropped_whiteouts += 1
             continue
         if n.kind == OPQ:
-            if base.has_children(p):
+            if base.has_children(p) and not _hidden(nodes, p):
                 out.append(_opaque(p))
             continue
         m = n.member
+        if (m is None or m.is_dir) and n.fresh and base.has(p) and not _hidden(nodes, p):
+            # a new directory where the base has something: the old one goes first, xattrs and all
+            out.append(_whiteout(p))
+            plan.kept_whiteouts += 1
         if m is None:  # a directory the engine would have created on its own
-            out.append(OutEntry(p, "header", header=tarfmt.encode_header(p + "/", tarfmt.DIRECTORY, mode=0o755)))
-            if n.opaque and base.has_children(p):
+            out.append(OutEntry(p, "header", header=tarfmt.encode_header(p + "/", tarfmt.DIRECTORY, mode=0o600)))
+            if n.opaque and not n.fresh and base.has_children(p) and not _hidden(nodes, p):
                 out.append(_opaque(p))
             continue
         if n.inode is None:  # directories, symlinks, devices, fifos
-            out.append(_entry(p, n.layer, m))
-            if m.is_dir and n.opaque and base.has_children(p):
+            if m.is_dir and n.xattrs and any(k not in m.xattrs for k in n.xattrs):
+                pax = dict(m.pax)
+                for k, v in n.xattrs.items():
+                    if k not in m.xattrs:
+                        pax["SCHILY.xattr." + k] = v
+                out.append(OutEntry(p, "header", n.layer, m, None, header=tarfmt.encode_header(
+                    p + "/", tarfmt.DIRECTORY, mode=m.mode, uid=m.uid, gid=m.gid, mtime=m.mtime,
+                    uname=m.uname, gname=m.gname, pax=pax)))
+            else:
+                out.append(_entry(p, n.layer, m))
+            if m.is_dir and n.opaque and not n.fresh and base.has_children(p) and not _hidden(nodes, p):
                 out.append(_opaque(p))
             continue
         ino = n.inode
+        meta = planner.meta.get(ino, m)   # the engine gives the inode the metadata of the last entry applied
         if ino in primary_of:
             # another name of a file already written: a hardlink to its first name
             out.append(OutEntry(p, "header", n.layer, m, header=tarfmt.member_header(
-                m, name=p, type=tarfmt.HARDLINK, linkname=primary_of[ino], size=0)))
+                meta, name=p, type=tarfmt.HARDLINK, linkname=primary_of[ino], size=0)))
             continue
         if isinstance(ino, tuple) and ino[0] == "base":
             target = ino[1]
-            if target in nodes:
+            if target in nodes or _hidden(nodes, target) or _gone(nodes, target):
                 raise FormatError(
                     f"hardlink {p!r} shares its content with {target!r} of the base, which the range "
-                    "changes; squash from a lower base (include the layer that wrote it)")
+                    "changes or deletes; squash from a lower base (include the layer that wrote it)")
             primary_of[ino] = target
             out.append(OutEntry(p, "header", n.layer, m, header=tarfmt.member_header(
-                m, name=p, type=tarfmt.HARDLINK, linkname=target, size=0)))
+                meta, name=p, type=tarfmt.HARDLINK, linkname=target, size=0)))
             continue
         cl, cm = content[ino]  # type: ignore[index]
         primary_of[ino] = p
         plan.output_file_bytes += cm.size
-        if m is cm and _is_raw_ok(m, p):
+        if m is cm and meta is cm and _is_raw_ok(m, p):
             out.append(OutEntry(p, "raw", cl, m, cm, size=cm.size))
         else:
-            # the first name of the group carries the content, with the metadata of the file written
+            # the first name of the group carries the content, with the inode's final metadata
             out.append(OutEntry(p, "header", cl, cm, cm, size=cm.size,
-                                header=tarfmt.member_header(cm, name=p, type=tarfmt.REGULAR, linkname="",
+                                header=tarfmt.member_header(meta, name=p, type=tarfmt.REGULAR, linkname="",
                                                             size=cm.size)))
     # what the merge drops: file contents that no final path carries
     carried = {ino for ino in primary_of if not (isinstance(ino, tuple) and ino[0] == "base")}
@@ -327,10 +491,11 @@ def _emit(cs: _Changeset, base: BaseView, nlayers: int, input_bytes: int,
     return plan
 
 
-def _hidden_by_opaque(nodes: dict[str, Node], p: str) -> bool:
-    for a in _ancestors(p):
+def _hidden(nodes: dict[str, Node], p: str) -> bool:
+    """Is the base's ``p`` already out of sight (under an opaque, new or deleted directory)?"""
+    for a in _ancestors(p) if p != "." else []:
         n = nodes.get(a)
-        if n is not None and (n.kind == OPQ or (n.kind == PUT and n.opaque)):
+        if n is not None and (n.kind in (OPQ, DEL) or (n.kind == PUT and (n.opaque or n.fresh))):
             return True
     return False
 
@@ -361,10 +526,10 @@ def _opaque(d: str) -> OutEntry:
 def base_view(layers: Sequence[Sequence[Member]]) -> BaseView:
     """The filesystem that applying these layers (the base) to nothing gives: path -> is a directory."""
     plan = plan_merge(layers, EMPTY_BASE)
-    paths: dict[str, bool] = {}
+    paths: dict[str, Member | None] = {}
     for e in plan.entries:
         if e.kind in ("raw", "header"):
-            paths[e.path] = e.member is None or e.member.is_dir
+            paths[e.path] = e.member
     return BaseView(paths)
 
 
