@@ -95,6 +95,7 @@ class Engine:
         """A base image from Debian's static busybox (docker import), with the usual applets."""
         bb = shutil.which("busybox") or "/bin/busybox"
         with tempfile.TemporaryDirectory() as d:
+            os.chmod(d, 0o755)   # the image's root: mkdtemp makes it 0700, which locks out USER nobody
             os.makedirs(os.path.join(d, "bin"))
             for sub in ("etc", "tmp", "root", "usr/bin"):
                 os.makedirs(os.path.join(d, sub), exist_ok=True)
