@@ -239,6 +239,7 @@ RUN rm -rf /bd""",
             [hl("hl", "bd/t")],
             [wh("bd")],
         ],
+        may_refuse="lower base",
     ),
     Case(
         "hardlink_to_base_replaced",
