@@ -184,27 +184,39 @@ class Journal:
         return name
 
     def note_existing(self, store: "Store", tag: str, image: Image, config_raw: bytes) -> None:
-        """Remember where a tag points before imggit first moves it (so undo can go back)."""
+        """Remember where a tag points before imggit moves it, when the journal does not know that
+        value yet (imggit never moved it, or something else moved it since): undo can go back there."""
         name = ref_name(store, tag)
         with self._lock():
             try:
-                self.repo.lookup_reference(name)
-                return
+                ref = self.repo.lookup_reference(name)
             except KeyError:
-                pass
+                ref = None
+            if ref is not None:
+                info = self._info(ref.target)
+                if info is not None and info.get("id") == image.id:
+                    return
             commit = self._record_commit(store, tag, image, config_raw, "(as found)")
-            self.repo.create_reference_direct(name, commit, True, message="as found")
+            if ref is None:
+                self.repo.create_reference_direct(name, commit, True, message="as found")
+            else:
+                ref.set_target(commit, "as found (moved outside imggit)")
 
     def forget(self, name: str, message: str) -> None:
-        """Drop a tag's ref (the tag was removed); the global log keeps the record."""
+        """Drop a tag's ref (the tag was removed); the global log records the removal."""
         with self._lock():
             try:
                 ref = self.repo.lookup_reference(name)
             except KeyError:
                 return
             target = ref.target
+            info = dict(self._info(target) or {})
+            info["removed"] = True
+            tree = self._tree({"image.json": json.dumps(info, indent=1, sort_keys=True).encode()})
+            sig = self._sig(int(time.time()))
+            tomb = self.repo.create_commit(None, sig, sig, f"removed {name}\n\n{message}\n", tree, [target])
             ref.delete()
-            self._global(target, f"{name} {message}")
+            self._global(tomb, f"{name} {message}")
 
     def _global(self, commit: Any, message: str) -> None:
         try:
@@ -267,14 +279,27 @@ class Journal:
         """Record commits of every tag's current value and of reflog entries younger than ``max_age`` s."""
         now = time.time()
         out = []
-        for name in self.refs():
-            ref = self.repo.lookup_reference(name)
-            out.append(ref.target)
+        names = self.refs()
+        for name in names:
+            out.append(self.repo.lookup_reference(name).target)
+        for name in names + [GLOBAL_LOG]:
+            try:
+                ref = self.repo.lookup_reference(name)
+            except KeyError:
+                continue
             for e in ref.log():
                 if now - e.committer.time <= max_age:
-                    out.append(e.oid_new)
-                    if str(e.oid_old) != "0" * 40:
-                        out.append(e.oid_old)
+                    for oid in (e.oid_new, e.oid_old):
+                        if str(oid) == "0" * 40:
+                            continue
+                        out.append(oid)
+                        # a removal's tombstone: what it removed is still young
+                        try:
+                            c = self.repo[oid]
+                            if c.parents and "config" not in c.tree:
+                                out.append(c.parents[0].id)
+                        except (KeyError, ValueError):
+                            pass
         return out
 
 

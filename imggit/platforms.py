@@ -41,6 +41,18 @@ def is_attestation(desc: Descriptor) -> bool:
     return p.get("os") == "unknown" and p.get("architecture") == "unknown"
 
 
+_DEFAULT_VARIANT = {"arm64": "v8", "amd64": "v1", "arm": "v7"}
+
+
+def same_platform(a: tuple[str, str, str | None], b: tuple[str, str, str | None]) -> bool:
+    """os/arch/variant equality where an absent variant means the architecture's default
+    (linux/arm64 == linux/arm64/v8, linux/amd64 == linux/amd64/v1)."""
+    def norm(p: tuple[str, str, str | None]) -> tuple[str, str, str]:
+        os_, arch, var = p
+        return os_, arch, var or _DEFAULT_VARIANT.get(arch, "")
+    return norm(a) == norm(b)
+
+
 def describe(p: Mapping[str, object] | None) -> str:
     if not p:
         return "?"

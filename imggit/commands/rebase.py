@@ -113,8 +113,15 @@ def rebase(args: tuple[str, ...], onto: str | None, interactive: bool, todo_file
         upstream, image = args
     else:
         raise click.UsageError("give IMAGE, or UPSTREAM IMAGE")
-    res = op.rebase(c.session, onto, image, upstream, tag=tag, check=not no_check, strict=strict,
-                    dry_run=dry_run, timestamp=timestamp)
+    from ..errors import Conflict
+
+    try:
+        res = op.rebase(c.session, onto, image, upstream, tag=tag, check=not no_check, strict=strict,
+                        dry_run=dry_run, timestamp=timestamp)
+    except Conflict as e:
+        if getattr(e, "plan", None) is not None:
+            _print_plan(e.plan)  # type: ignore[attr-defined]
+        raise
     plan = res.plan
     _print_plan(plan)
     if plan.conflicts and not dry_run:

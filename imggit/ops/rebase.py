@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from ..errors import Conflict, RefError, RevisionError, UsageError
 from ..layers import index as lindex
-from ..layers import merge
+from ..model import short
 from ..model import (
     BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION, RUNTIME_FIELDS, Config, Image, Layer, chain_ids,
 )
@@ -120,17 +120,23 @@ def _sig(m: Any) -> tuple:
     return (m.type, m.size, m.mode, m.uid, m.gid, m.mtime, m.linkname, tuple(sorted(m.xattrs.items())))
 
 
-def fs_view(layers: list[list[Any]]) -> dict[str, Any]:
-    """path -> member of the filesystem these layers make (headers only)."""
-    plan = merge.plan_merge(layers, merge.EMPTY_BASE)
-    out = {}
-    for e in plan.entries:
-        if e.kind in ("raw", "header"):
-            out[e.path] = e.data if e.data is not None else e.member
-    return out
+def fs_view(r: Resolved, headers: dict[int, list[Any]]) -> dict[str, tuple[Any, str]]:
+    """path -> (member, diff id of the layer that wrote that version), for a revision."""
+    from ..layers.fsview import FsView
+
+    v = FsView()
+    for i in range(r.nlayers):
+        v.apply(headers[i], i)
+    return {p: (e.member, r.layers[e.layer].diff_id) for p, e in v.files().items()}
 
 
-def file_conflicts(upstream: dict[str, Any], new: dict[str, Any], own: list[tuple[int, list[Any]]]) -> list[FileConflict]:
+def file_conflicts(upstream: dict[str, tuple[Any, str]], new: dict[str, tuple[Any, str]],
+                   own: list[tuple[int, list[Any]]]) -> list[FileConflict]:
+    """Paths the image's own layers touch whose version differs between the two bases.
+
+    Headers decide, plus where the version came from: the same header from a layer with another
+    diff id may hide another content (a same-size edit with a fixed mtime), so it counts too.
+    """
     touched: dict[str, tuple[int, int | None]] = {}
     for li, members in own:
         for m in members:
@@ -151,17 +157,18 @@ def file_conflicts(upstream: dict[str, Any], new: dict[str, Any], own: list[tupl
     out = []
     for p, (li, size) in sorted(touched.items()):
         a, b = upstream.get(p), new.get(p)
-        if _sig(a) == _sig(b):
+        am, bm = (a[0] if a else None), (b[0] if b else None)
+        if _sig(am) == _sig(bm) and (a is None or a[1] == b[1] or not (am.is_file)):  # type: ignore[index,union-attr]
             continue
-        if a is None:
+        if am is None:
             kind = "A"
-        elif b is None:
+        elif bm is None:
             kind = "D"
-        elif a.type != b.type:
+        elif am.type != bm.type:
             kind = "T"
         else:
             kind = "M"
-        out.append(FileConflict(p, kind, a.size if a is not None else None, b.size if b is not None else None,
+        out.append(FileConflict(p, kind, am.size if am is not None else None, bm.size if bm is not None else None,
                                 li, size))
     return out
 
@@ -203,12 +210,28 @@ def _repo(name: str | None) -> str:
 
 
 def find_upstream(session: Session, image: Resolved, onto: Resolved) -> tuple[Resolved, str]:
-    """Which base IMAGE was built on, among the tagged images of its store that are its ancestors:
+    """Which base IMAGE was built on:
 
-    1. the deepest one of the new base's repository (base:1 when rebasing onto base:2);
-    2. the image's ``org.opencontainers.image.base.name`` annotation or label;
-    3. the deepest one of another repository than the image's own (its own tags are its steps).
+    1. the base it records (``org.opencontainers.image.base.digest`` annotation or label): exact, and
+       still there after that base's tag moved on (the store keeps it, untagged or by id);
+    2. the deepest tagged ancestor from the new base's repository (base:1 when rebasing onto base:2);
+    3. the base it records by name, when that is still an ancestor;
+    4. the deepest tagged ancestor from another repository than the image's own.
+    A recorded base that cannot be used is an error, not a reason to guess.
     """
+    annotations = dict(image.image.manifest.annotations) if image.image.manifest else {}
+    labels = dict(image.image.config.runtime.get("Labels") or {})
+    rec_digest = annotations.get(BASE_DIGEST_ANNOTATION) or labels.get(BASE_DIGEST_ANNOTATION)
+    rec_name = annotations.get(BASE_NAME_ANNOTATION) or labels.get(BASE_NAME_ANNOTATION)
+    if rec_digest:
+        for key in ("@" + rec_digest, rec_digest):
+            try:
+                img = image.store.get(key)
+            except (RefError, RevisionError, UsageError):
+                continue
+            r = Resolved(image.store, img, len(img.steps), rec_name or key)
+            if merge_base(r, image) == r.upto:
+                return r, f"the base it records ({rec_name or ''} {short(rec_digest)})".replace("( ", "(")
     ancestors: list[tuple[int, str, Image]] = []
     for tag, img in image.store.list_images():
         if img.id in (image.image.id, onto.image.id) or len(img.steps) >= image.upto:
@@ -222,17 +245,19 @@ def find_upstream(session: Session, image: Resolved, onto: Resolved) -> tuple[Re
     for n, tag, img in ancestors:
         if _repo(tag) == new_repo:
             return Resolved(image.store, img, n, tag), f"the deepest ancestor from {new_repo}"
-    annotations = dict(image.image.manifest.annotations) if image.image.manifest else {}
-    labels = dict(image.image.config.runtime.get("Labels") or {})
-    name = annotations.get(BASE_NAME_ANNOTATION) or labels.get(BASE_NAME_ANNOTATION)
-    if name:
-        for text in (name, _local_name(name)):
+    if rec_name:
+        for text in (rec_name, _local_name(rec_name)):
             try:
                 r = session.resolve(text)
             except (RefError, RevisionError):
                 continue
             if merge_base(r, image) == r.upto:
-                return r, f"its {BASE_NAME_ANNOTATION} ({name})"
+                return r, f"the base it records ({rec_name})"
+    if rec_digest or rec_name:
+        raise UsageError(f"{image.describe()} records its base as {rec_name or '?'}"
+                         + (f" ({short(rec_digest)})" if rec_digest else "")
+                         + ", which is not here any more (or is no longer its ancestor)",
+                         hint="name it: imggit rebase --onto NEW UPSTREAM IMAGE")
     for n, tag, img in ancestors:
         if _repo(tag) != own_repo:
             return Resolved(image.store, img, n, tag), "the deepest tagged ancestor"
@@ -265,15 +290,17 @@ def plan_rebase(session: Session, onto: str, image: str, upstream: str | None = 
     if start == 0:
         raise RevisionError(f"{up.describe()} is not an ancestor of {img.describe()}")
     a, b = img.image.config, new.image.config
-    if (a.os, a.architecture, a.variant or "") != (b.os, b.architecture, b.variant or ""):
+    from ..platforms import same_platform
+
+    if not same_platform((a.os, a.architecture, a.variant), (b.os, b.architecture, b.variant)):
         raise UsageError(f"{new.describe()} is {b.platform}, {img.describe()} is {a.platform}: "
                          "a rebase cannot change the platform")
     plan = RebasePlan(img, up, new, start, how)
     runtime, plan.config_conflicts = merge_runtime(dict(up.image.config.runtime), dict(a.runtime), dict(b.runtime))
     if check:
         own = [(i, m) for i, m in _headers(img, plan.own_layers).items()]
-        upf = fs_view(list(_headers(up, range(up.nlayers)).values()))
-        newf = fs_view(list(_headers(new, range(new.nlayers)).values()))
+        upf = fs_view(up, _headers(up, range(up.nlayers)))
+        newf = fs_view(new, _headers(new, range(new.nlayers)))
         plan.file_conflicts = file_conflicts(upf, newf, own)
         plan.checked = True
     plan.config = _new_config(plan, runtime)
@@ -342,8 +369,10 @@ def rebase(session: Session, onto: str, image: str, upstream: str | None = None,
     if dry_run:
         return res
     if strict and plan.conflicts:
-        raise Conflict(f"{plan.conflicts} conflict(s) between {plan.image.describe()} and the new base "
-                       f"{plan.onto.describe()}; nothing written (--strict)")
+        e = Conflict(f"{plan.conflicts} conflict(s) between {plan.image.describe()} and the new base "
+                     f"{plan.onto.describe()}; nothing written (--strict)")
+        e.plan = plan  # type: ignore[attr-defined]
+        raise e
     res.result = write(session, plan, dst, name, timestamp)
     return res
 
@@ -360,7 +389,7 @@ def write(session: Session, plan: RebasePlan, dst: Store, name: str | None, time
     base_name = new.image.name or new.text
     annotations: dict[str, str] = {}
     if dst.transport == "docker-daemon":
-        config = with_base_label(config, base_name, new.image.digest)
+        config = with_base_label(config, base_name, new.image.digest or new.image.id)
     else:
         annotations = {BASE_NAME_ANNOTATION: base_name}
         if new.image.digest:

@@ -97,9 +97,9 @@ def undo(session: Session, ref: str | None) -> UndoResult:
         from .publish import publish
 
         res = publish(store, WriteRequest(image.config, [LayerInput(l) for l in image.layers], tag,
-                                          manifest=image.manifest, compress=None), command="imggit undo")
+                                          manifest=image.manifest, compress=None))
     else:
-        res = move_tag(store, image, tag, command="imggit undo")
+        res = move_tag(store, image, tag)
     return UndoResult(store, tag, res.image, current.get("id") if current else None, restored)
 
 
