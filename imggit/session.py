@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .config import embedded_store_path
-from .errors import RefError, RevisionError, StoreError
+from .errors import RefError, RevisionError, StoreError, UsageError
 from .model import Image, Layer, Step
 from .revisions import RangeSpec, Ref, Rev, StoreSpec, parse_range, parse_rev
 from .stores.base import Store
@@ -117,14 +117,13 @@ class Session:
             from .stores.ocilayout import OCILayout
 
             st: Store = OCILayout(location, create=for_write, platform=self.platform)
-        elif transport == "docker-archive":
-            from .stores.archive import DockerArchive
+        elif transport in ("docker-archive", "oci-archive"):
+            from .stores.archive import DockerArchive, OCIArchive
 
-            st = DockerArchive(location, platform=self.platform)
-        elif transport == "oci-archive":
-            from .stores.archive import OCIArchive
-
-            st = OCIArchive(location, platform=self.platform)
+            if for_write and os.path.isdir(location):
+                raise UsageError(f"{location} is a directory; {transport}: writes one file",
+                                 hint=f"name a file, or write a layout with oci:{location}")
+            st = (DockerArchive if transport == "docker-archive" else OCIArchive)(location, platform=self.platform)
         elif transport == "docker":
             try:
                 from .stores.registry import Registry  # type: ignore[import-not-found]

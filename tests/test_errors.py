@@ -171,3 +171,16 @@ def test_usage_errors_are_exit_2(cli, home):
     assert r.code == 2
     r = cli("cp", "a")
     assert r.code == 2
+
+
+def test_destination_of_the_wrong_kind(cli, layout, tmp_path):
+    afile = tmp_path / "a.tar"
+    afile.write_bytes(b"")
+    one_line(cli("cp", f"oci:{layout}:app", f"oci:{afile}:x"), 2, "is a file, not an OCI layout")
+    one_line(cli("squash", f"oci:{layout}:app", "-t", f"oci:{afile}:x"), 2, "is a file")
+    one_line(cli("cp", f"oci:{layout}:app", f"docker-archive:{layout}:x"), 2, "is a directory")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    one_line(cli("cp", f"oci:{layout}:app", f"oci:{other}:x"), 2, "other files in it")
+    assert sorted(os.listdir(other)) == ["notes.txt"]

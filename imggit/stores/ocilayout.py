@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Iterator, Sequence
 
 from .. import platforms
 from ..config import lock_timeout
-from ..errors import FormatError, LockTimeout, RefError, StoreError
+from ..errors import FormatError, LockTimeout, RefError, StoreError, UsageError
 from ..layers.compress import compressor, sniff
 from ..layers.streams import DigestReader, HashingWriter
 from ..model import (
@@ -60,6 +60,13 @@ class OCILayout(Store):
         self.platform = platform
         self._diffs: dict[str, Descriptor] | None = None
         if create:
+            if os.path.exists(self.path) and not os.path.isdir(self.path):
+                raise UsageError(f"{self.path} is a file, not an OCI layout directory",
+                                 hint="write a file with docker-archive:FILE or oci-archive:FILE")
+            if os.path.isdir(self.path) and not os.path.exists(os.path.join(self.path, LAYOUT_FILE)) \
+                    and any(not n.startswith(".") for n in os.listdir(self.path)):
+                raise UsageError(f"{self.path} is a directory with other files in it, not an OCI layout",
+                                 hint="name a new or empty directory")
             self._init()
         elif not os.path.exists(os.path.join(self.path, LAYOUT_FILE)):
             if not os.path.exists(self.path):
