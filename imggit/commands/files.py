@@ -119,7 +119,7 @@ def diff(a: str, b: str, paths: tuple[str, ...], as_stat: bool, name_status: boo
                 out(style(line, fg=color) if color else line)
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(context_settings=CONTEXT, short_help='The steps that wrote (or deleted) each path.')
 @click.argument("ref")
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 def blame(ref: str, paths: tuple[str, ...]) -> None:
@@ -150,7 +150,7 @@ def blame(ref: str, paths: tuple[str, ...]) -> None:
             out(f"  step {e.step.index + 1:<3} {short(e.step.chain_id)}  {e.status}  {size:>9}  {step_text(e.step)}")
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(context_settings=CONTEXT, short_help='Bytes an image ships that its filesystem cannot see.')
 @click.argument("ref")
 @click.option("--deleted", is_flag=True, help="List the files a later step deleted but the image still "
               "carries, with the step that added them (the leaked-secret case).")

@@ -57,7 +57,7 @@ def tag(src: str, name: str, config_from: str | None, layers: bool) -> None:
     out(img.id)
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(context_settings=CONTEXT, short_help='Move a tag down to one of its past steps.')
 @click.argument("rev", metavar="TAG~N")
 @click.option("--config-from", metavar="REF", help="Take the runtime config from this image.")
 @click.option("--layers", is_flag=True, help="~N counts layer-bearing steps.")
@@ -80,7 +80,7 @@ def reset(rev: str, config_from: str | None, layers: bool) -> None:
     out(img.id)
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(context_settings=CONTEXT, short_help='Where a tag pointed over time.')
 @click.argument("ref", required=False)
 @click.option("-n", "--max-count", "limit", type=click.IntRange(min=1), metavar="N", help="Show at most N entries.")
 def reflog(ref: str | None, limit: int | None) -> None:
@@ -104,7 +104,7 @@ def reflog(ref: str | None, limit: int | None) -> None:
             out(f"{short(new.get('id'))}  {where} {new.get('tag') or ''}  {when}  {e.message}")
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(context_settings=CONTEXT, short_help='Put a tag back where it was before imggit moved it.')
 @click.argument("ref", required=False)
 def undo(ref: str | None) -> None:
     """Put a tag back where it was before imggit's last move of it.
@@ -126,7 +126,7 @@ def undo(ref: str | None) -> None:
     out(res.image.id)
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(context_settings=CONTEXT, short_help='Remove what no tag and no recent journal entry reaches.')
 @click.argument("store", required=False)
 @click.option("--prune", "prune_days", type=float, default=14.0, show_default=True, metavar="DAYS",
               help="Keep what journal entries younger than this reach.")

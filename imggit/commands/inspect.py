@@ -104,7 +104,7 @@ def log(refs: tuple[str, ...], oneline: bool, layers_only: bool, as_json: bool, 
 # --- show ------------------------------------------------------------------------------
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(context_settings=CONTEXT, short_help='One step: history entry, layer, runtime config.')
 @click.argument("ref")
 @click.option("--config", "raw", flag_value="config", help="Print the image config, byte for byte.")
 @click.option("--manifest", "raw", flag_value="manifest", help="Print the manifest, byte for byte.")

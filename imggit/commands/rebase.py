@@ -32,7 +32,7 @@ def _print_plan(plan) -> None:  # type: ignore[no-untyped-def]
         click.echo("  files not compared (--no-check)", err=True)
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(context_settings=CONTEXT, short_help="Replay an image's own steps on a new base; -i edits them.")
 @click.argument("args", nargs=-1, metavar="[UPSTREAM] IMAGE")
 @click.option("--onto", "onto", metavar="NEW", help="The new base.")
 @click.option("-i", "--interactive", is_flag=True, help="Edit the steps above BASE: reorder, drop, squash, "
@@ -178,7 +178,7 @@ def _interactive(c, args, todo_file, tag, dry_run) -> None:  # type: ignore[no-u
     out(r.image.id)
 
 
-@main.command(name="cherry-pick", context_settings=CONTEXT)
+@main.command(name="cherry-pick", context_settings=CONTEXT, short_help="Append the top steps of one image onto another.")
 @click.argument("range_", metavar="SRC~N..")
 @click.argument("onto", metavar="ONTO")
 @click.option("-t", "--tag", metavar="NAME", help="Write the result under this name (default: ONTO's tag moves).")

@@ -7,7 +7,7 @@ import click
 from ..cli import CONTEXT, _ctx, main, out
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(context_settings=CONTEXT, short_help="Merge a range of steps into one layer.")
 @click.argument("range_", metavar="RANGE")
 @click.option("-t", "--tag", metavar="NAME", help="Write the result under this name (any store, e.g. "
               "oci:out:app). Default: the image's own tag moves to the result.")

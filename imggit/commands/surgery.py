@@ -18,7 +18,7 @@ def _written(res) -> None:  # type: ignore[no-untyped-def]
     out(r.image.id)
 
 
-@main.command(name="filter", context_settings=CONTEXT)
+@main.command(name="filter", context_settings=CONTEXT, short_help='Purge paths from every layer of an image.')
 @click.argument("ref")
 @click.option("--remove", "patterns", multiple=True, metavar="PATH|GLOB", required=True,
               help="A path (a directory takes everything under it) or a glob; repeatable.")
@@ -63,7 +63,7 @@ def filter_(ref: str, patterns: tuple[str, ...], tag: str | None, dry_run: bool,
     _written(res)
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(context_settings=CONTEXT, short_help='Add or replace files: a new step, or --into a step.')
 @click.argument("ref")
 @click.option("--add", "adds", multiple=True, metavar="SRC:DEST", required=True,
               help="A local file or directory, and where it goes in the image; repeatable.")
