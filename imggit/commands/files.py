@@ -101,13 +101,25 @@ def diff(a: str, b: str, paths: tuple[str, ...], as_stat: bool, name_status: boo
     for ch in res.changes:
         out(status_line(ch, show_size=not name_status) if not name_status else f"{ch.status}\t/{ch.path}")
         if patch and ch.status in ("A", "M", "D"):
-            old = new = b""
-            if ch.old is not None and ch.old.is_file:
-                e = files.view_of(res.a)[ch.path]
-                old = files.file_content(res.a, e.layer, ch.old, max_size) or b""
-            if ch.new is not None and ch.new.is_file:
-                e = files.view_of(res.b)[ch.path]
-                new = files.file_content(res.b, e.layer, ch.new, max_size) or b""
+            sides = []
+            too_big = False
+            for r_, m_ in ((res.a, ch.old), (res.b, ch.new)):
+                if m_ is None or not m_.is_file:
+                    sides.append(b"")
+                    continue
+                e = files.view_of(r_)[ch.path]
+                data = files.file_content(r_, e.layer, m_, max_size)
+                if data is None:
+                    too_big = True
+                    data = b""
+                sides.append(data)
+            if too_big:
+                out(f"    (not compared: larger than --max-size {max_size})")
+                continue
+            old, new = sides
+            if b"\0" in old[:8192] or b"\0" in new[:8192]:
+                out("    (binary files differ)")
+                continue
             try:
                 ta, tb = old.decode(), new.decode()
             except UnicodeDecodeError:

@@ -155,19 +155,22 @@ def _interactive(c, args, todo_file, tag, dry_run) -> None:  # type: ignore[no-u
     def edit(text: str) -> str | None:
         return click.edit(text, extension=".imggit-todo")
 
-    res = interactive.run(c.session, base, image, todo, tag=tag, dry_run=dry_run, edit=edit)
-    plan = res.plan
-    for g in plan.groups:
-        names = ", ".join(f"{t.action} {t.step.index + 1}" for t in g.steps)
-        click.echo(f"  {names}: {step_text(g.lead.step) if g.lead.action != 'reword' else g.lead.text}", err=True)
-    for s in plan.dropped:
-        click.echo(f"  drop {s.index + 1}: {step_text(s)}", err=True)
-    for w in plan.warnings:
-        warn(w)
-    if plan.config_dropped:
-        warn("dropped steps set these config fields; the result keeps them as the image has them:")
-        for d in plan.config_dropped:
-            click.echo(f"  {d.field:<12} step {d.step.index + 1}: {d.command}", err=True)
+    def show(plan) -> None:  # type: ignore[no-untyped-def]
+        """The plan and its warnings, printed before anything is written."""
+        for g in plan.groups:
+            names = ", ".join(f"{t.action} {t.step.index + 1}" for t in g.steps)
+            click.echo(f"  {names}: {step_text(g.lead.step) if g.lead.action != 'reword' else g.lead.text}",
+                       err=True)
+        for s in plan.dropped:
+            click.echo(f"  drop {s.index + 1}: {step_text(s)}", err=True)
+        for w in plan.warnings:
+            warn(w)
+        if plan.config_dropped:
+            warn("dropped steps set these config fields; the result keeps them as the image has them:")
+            for d in plan.config_dropped:
+                click.echo(f"  {d.field:<12} step {d.step.index + 1}: {d.command}", err=True)
+
+    res = interactive.run(c.session, base, image, todo, tag=tag, dry_run=dry_run, edit=edit, on_plan=show)
     if dry_run:
         click.echo("dry run: nothing written", err=True)
         return

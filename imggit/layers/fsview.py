@@ -136,7 +136,7 @@ def diff_views(a: dict[str, Entry], b: dict[str, Entry], *, paths: Sequence[str]
             out.append(Change("A", k, None, y.member, y.layer))  # type: ignore[union-attr]
         elif y is None:
             out.append(Change("D", k, x.member, None, x.layer))
-        elif signature(x.member) != signature(y.member):
+        elif not same(x.member, y.member):
             kind = "T" if x.member.type != y.member.type and not (x.member.is_file and y.member.is_file) else "M"
             out.append(Change(kind, k, x.member, y.member, y.layer))
     return out
@@ -146,6 +146,13 @@ def signature(m: Member) -> tuple:
     return (m.type if not m.is_file else "0", m.size, m.mode & 0o7777, m.uid, m.gid,
             m.mtime if not m.is_dir else None, m.linkname if not m.is_file else "",
             tuple(sorted(m.xattrs.items())), m.devmajor, m.devminor)
+
+
+def same(a: Member, b: Member) -> bool:
+    """Same header, and the same content when both indexes know it."""
+    if signature(a) != signature(b):
+        return False
+    return not (a.is_file and a.digest and b.digest and a.digest != b.digest)
 
 
 @dataclass
@@ -162,9 +169,8 @@ class Stat:
     def of(cls, changes: Iterable[Change], dirs: bool = False) -> "Stat":
         s = cls()
         for c in changes:
-            m = c.new if c.new is not None else c.old
-            if m is not None and m.is_dir and not dirs:
-                continue
+            if not dirs and all(x is None or x.is_dir for x in (c.old, c.new)):
+                continue   # directories only (a file that became a directory, or back, counts)
             s.files.append(c)
             if c.status == "A":
                 s.added += 1

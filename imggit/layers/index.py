@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import json
 import os
 import tempfile
@@ -24,7 +25,7 @@ from .tarfmt import Member
 if TYPE_CHECKING:
     from ..stores.base import Store
 
-_VERSION = 1
+_VERSION = 2
 _FIELDS = ("name", "type", "mode", "uid", "gid", "size", "mtime", "linkname", "uname", "gname",
            "devmajor", "devminor", "pax", "header_offset", "data_offset", "raw_ok")
 
@@ -42,15 +43,22 @@ def load_cached(diff_id: str) -> list[Member] | None:
     if not isinstance(data, dict) or data.get("v") != _VERSION:
         return None
     out = []
+    n = len(_FIELDS)
     for row in data["members"]:
-        m = Member(*row)
+        m = Member(*row[:n])
         m.path = tarfmt.normalize(m.name)
+        if len(row) > n:
+            m.digest = row[n]
         out.append(m)
     return out
 
 
+def has_digests(members: Iterable[Member]) -> bool:
+    return all(m.digest or not m.is_file or m.size == 0 for m in members)
+
+
 def save_cached(diff_id: str, members: Iterable[Member]) -> None:
-    rows = [[getattr(m, f) for f in _FIELDS] for m in members]
+    rows = [[getattr(m, f) for f in _FIELDS] + [m.digest] for m in members]
     path = _path(diff_id)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
@@ -65,20 +73,29 @@ def save_cached(diff_id: str, members: Iterable[Member]) -> None:
 
 
 def index_stream(stream, what: str) -> list[Member]:  # type: ignore[no-untyped-def]
-    """Members of an uncompressed tar stream, reading through it once."""
+    """Members of an uncompressed tar stream, reading through it once (file contents hashed on the way)."""
     r = tarfmt.TarReader(stream, what=what)
-    members = list(r)
+    members = []
+    for m in r:
+        if m.is_file and m.size:
+            h = hashlib.sha256()
+            for chunk in r.data_chunks():
+                h.update(chunk)
+            m.digest = h.hexdigest()
+        members.append(m)
     r.drain()
     return members
 
 
-def index_layers(store: "Store", image: Image, indices: Iterable[int]) -> dict[int, list[Member]]:
-    """Headers of the given layers: from the cache, else read once (and cached)."""
+def index_layers(store: "Store", image: Image, indices: Iterable[int], *,
+                 digests: bool = False) -> dict[int, list[Member]]:
+    """Headers of the given layers (with ``digests``: and each file's content hash): from the
+    cache, else read once (and cached)."""
     out: dict[int, list[Member]] = {}
     missing = []
     for i in sorted(set(indices)):
         cached = load_cached(image.layers[i].diff_id)
-        if cached is not None:
+        if cached is not None and (not digests or has_digests(cached)):
             out[i] = cached
         else:
             missing.append(i)
@@ -95,8 +112,6 @@ def index_layers(store: "Store", image: Image, indices: Iterable[int]) -> dict[i
             raw = store.open_blob(image, i)
             try:
                 stream, _ = open_decompressed(raw, what)
-                import hashlib
-
                 h = hashlib.sha256()
 
                 class _Tap:

@@ -52,6 +52,7 @@ def rewrite_layer(path: str, members: Sequence[Member], out: BinaryIO, *, drop: 
             if drop(m):
                 stats.dropped.append(m)
                 dropped_paths.add(m.path)
+                by_path[m.path] = m   # a later hardlink to it then gets its content
                 continue
             if m.is_link:
                 t = tarfmt.normalize(m.linkname)

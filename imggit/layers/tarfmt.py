@@ -100,6 +100,7 @@ class Member:
     data_offset: int = 0
     raw_ok: bool = True      # header bytes can be copied verbatim (no global pax in force)
     path: str = ""           # normalized name
+    digest: str = ""         # sha256 (hex) of a regular file's content, when an index computed it
 
     @property
     def is_dir(self) -> bool:

@@ -19,8 +19,9 @@ from ..session import Resolved, Session, range_start
 
 
 def headers(r: Resolved, upto_layers: int | None = None) -> dict[int, list[Member]]:
+    """Every layer's index, with content hashes (so a same-size, same-time edit still shows)."""
     n = r.nlayers if upto_layers is None else upto_layers
-    return lindex.index_layers(r.store, r.image, range(n))
+    return lindex.index_layers(r.store, r.image, range(n), digests=True)
 
 
 def view_of(r: Resolved) -> dict[str, Entry]:
@@ -132,19 +133,27 @@ class Blame:
 
 
 def blame(session: Session, rev: str, paths: list[str]) -> tuple[Resolved, list[Blame]]:
+    """One entry per path; a glob gives one entry per path it matches (in any step)."""
     r = session.resolve(rev)
     wanted = [p.strip("/") or "." for p in paths]
-    out = {p: Blame("/" + p) for p in wanted}
+    globs = [p for p in wanted if any(ch in p for ch in "*?[")]
+    out: dict[str, Blame] = {p: Blame("/" + p) for p in wanted if p not in globs}
     idx = headers(r)
     v = FsView()
     for s in r.steps:
         if s.layer_index is None:
             continue
         for c in v.apply(idx[s.layer_index], s.layer_index):
-            for p in wanted:
-                if c.path == p or fnmatch.fnmatchcase(c.path, p):
-                    out.setdefault(p, Blame("/" + p)).events.append(BlameEvent(s, c.status, c.new or c.old))
-    return r, [out[p] for p in wanted]
+            hit = c.path in out or any(fnmatch.fnmatchcase(c.path, g) for g in globs)
+            if hit:
+                out.setdefault(c.path, Blame("/" + c.path)).events.append(
+                    BlameEvent(s, c.status, c.new or c.old))
+    ordered = [out[p] for p in wanted if p in out]
+    ordered += sorted((b for p, b in out.items() if p not in wanted), key=lambda b: b.path)
+    for g in globs:
+        if not any(fnmatch.fnmatchcase(p, g) for p in out):
+            ordered.append(Blame("/" + g))
+    return r, ordered
 
 
 # --- waste ----------------------------------------------------------------------------------------
@@ -178,32 +187,39 @@ class WasteResult:
 
 
 def waste(session: Session, rev: str) -> WasteResult:
-    """Bytes shipped in lower layers but invisible in the final filesystem, each version counted once."""
+    """Bytes shipped in lower layers but invisible in the final filesystem, each version counted once.
+
+    What is invisible is what squashing every layer drops (the tar engine's own answer: hardlinked
+    content that another name still shows is visible); the filesystem view says what hid it.
+    """
+    from ..layers import merge
+
     r = session.resolve(rev)
     idx = headers(r)
     step_of_layer = {s.layer_index: s for s in r.steps if s.layer_index is not None}
+    layers = [idx[i] for i in range(r.nlayers)]
+    dropped = merge.plan_merge(layers, merge.EMPTY_BASE).dropped if layers else []
+    invisible = {(li, path) for path, li, _ in dropped}
+    fate: dict[tuple[int, str], tuple[str, int]] = {}
+    live: dict[str, int] = {}
     v = FsView()
-    live: dict[str, tuple[int, Member]] = {}   # path -> (layer, member) of the visible version
-    wasted: list[Wasted] = []
     total = 0
     for li in range(r.nlayers):
         for c in v.apply(idx[li], li):
-            if c.old is not None and c.old.is_file and c.path in live:
-                ol, om = live.pop(c.path)
-                if om.size:
-                    wasted.append(Wasted(c.path, ol, step_of_layer[ol], om.size,
-                                         "deleted" if c.status == "D" else "overwritten", step_of_layer[li]))
+            if c.old is not None and c.path in live:
+                fate.setdefault((live.pop(c.path), c.path), ("deleted" if c.status == "D" else "overwritten", li))
             if c.new is not None and c.new.is_file:
-                live[c.path] = (li, c.new)
-        for m in idx[li]:
-            if m.is_file and not m.is_whiteout and not m.is_opaque:
-                total += m.size
-    # versions replaced inside one layer (a path given twice) are invisible too
+                live[c.path] = li
+        total += sum(m.size for m in idx[li] if m.is_file and not m.is_whiteout and not m.is_opaque)
+    wasted = []
+    for path, li, size in dropped:
+        how, by = fate.get((li, path), ("overwritten", li))
+        wasted.append(Wasted(path, li, step_of_layer[li], size, how, step_of_layer.get(by)))
+    del invisible
     per_step: dict[int, int] = {}
     for w in wasted:
         per_step[w.step.index] = per_step.get(w.step.index, 0) + w.size
-    # squashing steps k..tip drops exactly the invisible versions those layers carry: whatever hides
-    # them comes later, so inside the range (hardlinked content still visible elsewhere aside)
+    # squashing steps k..tip drops exactly the invisible versions those layers carry
     savings = []
     for s in r.steps:
         if s.layer_index is None or s.layer_index >= r.nlayers - 1:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..errors import UsageError
+from ..errors import NothingToDo, UsageError
 from ..layers import fetch
 from ..layers import index as lindex
 from ..layers import merge
@@ -178,7 +178,7 @@ class InteractiveResult:
 
 def run(session: Session, base: str, image: str, todo: str | None, *, tag: str | None = None,
         dry_run: bool = False, compress: str | None = "auto", level: int | None = None,
-        edit=None) -> InteractiveResult:  # type: ignore[no-untyped-def]
+        edit=None, on_plan=None) -> InteractiveResult:  # type: ignore[no-untyped-def]
     from .surgery import NewLayer, _codec, _destination, _needed, write_blob, write_rewritten
 
     from ..session import check_ancestor
@@ -194,8 +194,8 @@ def run(session: Session, base: str, image: str, todo: str | None, *, tag: str |
     if todo is None:
         text = todo_text(r, start, left.text)
         todo = edit(text) if edit is not None else None
-        if todo is None:
-            raise UsageError("the todo list was not saved; nothing done")
+        if todo is None or todo == text:
+            raise NothingToDo("the todo list is unchanged: nothing to do")
     lines = parse_todo(todo, steps)
     idx = lindex.index_layers(r.store, r.image, range(r.nlayers))
     touched: dict[int, set[str]] = {}
@@ -206,6 +206,8 @@ def run(session: Session, base: str, image: str, todo: str | None, *, tag: str |
             touched[s.index] = {c.path for c in ch if not (c.new is not None and c.new.is_dir)}
     plan = plan_todo(lines, steps, touched)
     res = InteractiveResult(r, plan)
+    if on_plan is not None:
+        on_plan(plan)   # warnings go out before anything is written
     if dry_run:
         return res
     dst, name = _destination(session, r, tag)

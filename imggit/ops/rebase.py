@@ -158,8 +158,11 @@ def file_conflicts(upstream: dict[str, tuple[Any, str]], new: dict[str, tuple[An
     for p, (li, size) in sorted(touched.items()):
         a, b = upstream.get(p), new.get(p)
         am, bm = (a[0] if a else None), (b[0] if b else None)
-        if _sig(am) == _sig(bm) and (a is None or a[1] == b[1] or not (am.is_file)):  # type: ignore[index,union-attr]
-            continue
+        if _sig(am) == _sig(bm):
+            if am is None or not am.is_file or a[1] == b[1]:  # type: ignore[index]
+                continue
+            if am.digest and bm.digest and am.digest == bm.digest:  # type: ignore[union-attr]
+                continue   # another layer, but the very same content
         if am is None:
             kind = "A"
         elif bm is None:
@@ -296,7 +299,13 @@ def plan_rebase(session: Session, onto: str, image: str, upstream: str | None = 
         raise UsageError(f"{new.describe()} is {b.platform}, {img.describe()} is {a.platform}: "
                          "a rebase cannot change the platform")
     plan = RebasePlan(img, up, new, start, how)
-    runtime, plan.config_conflicts = merge_runtime(dict(up.image.config.runtime), dict(a.runtime), dict(b.runtime))
+    base_runtime = dict(up.image.config.runtime)
+    if not up.is_tip:
+        # the upstream is a past step (cherry-pick SRC~N..): its own config, exact where one is known
+        from .truncate import past_image
+
+        base_runtime = dict(past_image(session, up).image.config.runtime)
+    runtime, plan.config_conflicts = merge_runtime(base_runtime, dict(a.runtime), dict(b.runtime))
     if check:
         own = [(i, m) for i, m in _headers(img, plan.own_layers).items()]
         upf = fs_view(up, _headers(up, range(up.nlayers)))

@@ -147,7 +147,7 @@ def filter_image(session: Session, rev: str, patterns: list[str], *, tag: str | 
         if m.is_whiteout:
             return match(m.whiteout_target)
         if m.is_opaque:
-            return False
+            return bool(m.parent) and match(m.parent)   # the marker would re-create the purged directory
         return match(m.path)
 
     idx = lindex.index_layers(r.store, r.image, range(r.nlayers))
