@@ -108,6 +108,8 @@ def render(g: nx.DiGraph, order: list[str] | None = None) -> list[GraphLine]:
         return " ".join(parts).rstrip() + " "
 
     for n in order:
+        if n not in cols and not any(c is not None for c in cols) and out:
+            out.append(GraphLine("", None))   # an unrelated image: a gap, not a line that looks like "built on"
         if n not in cols:
             if None in cols:
                 cols[cols.index(None)] = n

@@ -12,6 +12,8 @@ from ..cli import CONTEXT, _ctx, main, out, warn
 def _report_past(past) -> None:  # type: ignore[no-untyped-def]
     if past.origin == "exact":
         click.echo(f"config: exact, from {past.origin_detail}", err=True)
+    elif past.origin == "match":
+        click.echo(f"config: from {past.origin_detail}", err=True)
     elif past.origin == "config-from":
         click.echo(f"config: from {past.origin_detail}", err=True)
     elif past.origin == "tip":

@@ -26,7 +26,8 @@ def log(refs: tuple[str, ...], oneline: bool, layers_only: bool, as_json: bool, 
 
     Each step is a history entry of the image; the id shown is the chain id
     of the layers up to that step (empty steps, which carry no layer, show
-    dashes). Nothing but metadata is read: no layer bytes.
+    dashes). Only metadata is read, no layer bytes (--stat reads layer
+    headers once; they are cached).
 
     \b
     Examples:

@@ -53,9 +53,10 @@ def rebase(args: tuple[str, ...], onto: str | None, interactive: bool, todo_file
     """Replay an image's own steps on a patched base, without rebuilding (git rebase --onto).
 
     IMAGE's steps above UPSTREAM keep their layer blobs and land on NEW.
-    UPSTREAM defaults to the deepest tagged image of the store that IMAGE
-    is built on, then to its org.opencontainers.image.base.name. The
-    runtime config is merged three ways (Env and Labels per key); paths
+    Without UPSTREAM: the base IMAGE records (its base.digest annotation
+    or label), else the deepest tagged ancestor from NEW's repository,
+    else the base it records by name, else the deepest tagged ancestor
+    from another repository than IMAGE's own. The runtime config is merged three ways (Env and Labels per key); paths
     that IMAGE's layers touch and that NEW changed are reported as
     conflicts (exit 0 with a warning; --strict makes them fatal).
 
@@ -219,5 +220,6 @@ def cherry_pick(range_: str, onto: str, tag: str | None, strict: bool, no_check:
     r = res.result
     assert r is not None
     moved = f" (was {short(r.previous)})" if r.previous and r.previous != r.image.id else ""
-    click.echo(f"{o.ref.name or onto} -> {short(r.image.id)}{moved}", err=True)
+    click.echo(f"{res.tag or o.ref.name or onto} in {res.dest.describe()} -> {short(r.image.id)}{moved}",
+               err=True)
     out(r.image.id)

@@ -106,7 +106,8 @@ def _report(res: Any, verb: str, quiet: bool, fetched: str) -> None:
     r = res.result
     img = r.image
     if not quiet:
-        click.echo(f"{verb} {res.source.text} to {res.dest.describe()}" + (f" as {res.tag}" if res.tag else "")
+        name = res.dest.normalize_tag(res.tag) if res.tag else None
+        click.echo(f"{verb} {res.source.text} to {res.dest.describe()}" + (f" as {name}" if name else "")
                    + f": {r.written_blobs} layer(s) {fetched} ({human_size(r.written_bytes)}), "
                    + f"{len(img.layers) - r.written_blobs} already there", err=True)
         if r.previous and r.previous != img.id:

@@ -29,9 +29,10 @@ def squash(range_: str, tag: str | None, message: str | None, keep_history: bool
 
     \b
     RANGE is one of
-      BASE..IMAGE         every step of IMAGE above BASE (any ancestor: a tag, an id, IMAGE~N)
-      IMAGE~5..IMAGE~2    a middle range: the steps above it are replayed unchanged
-      IMAGE               everything, flattened into one layer
+      BASE..IMAGE        every step of IMAGE above BASE (an ancestor:
+                         a tag, an id, IMAGE~N)
+      IMAGE~5..IMAGE~2   a middle range; the steps above are replayed
+      IMAGE              everything, flattened into one layer
 
     The merged layer gives exactly the filesystem the original layers gave
     (whiteouts, opaque directories, hardlinks, modes, owners, times, xattrs

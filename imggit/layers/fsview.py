@@ -103,6 +103,14 @@ class FsView:
                 if e is not None and not e.member.is_dir:
                     removed([(anc, self.paths.pop(anc))])
                 anc = _parent(anc)
+            if m.is_link:
+                # a hardlink is the file it names (content, metadata): diff sees no change when only
+                # the first name of a link group differs
+                from .tarfmt import normalize
+
+                t = self.paths.get(normalize(m.linkname))
+                if t is not None and t.member.is_file:
+                    m = t.member
             old = self.paths.get(p)
             prev = changes.get(p)
             before = prev.old if prev is not None else (old.member if old is not None else None)

@@ -466,9 +466,12 @@ def _emit(planner: _Planner, nlayers: int, input_bytes: int, file_members: list[
         if isinstance(ino, tuple) and ino[0] == "base":
             target = ino[1]
             if target in nodes or _hidden(nodes, target) or _gone(nodes, target):
-                raise FormatError(
-                    f"hardlink {p!r} shares its content with {target!r} of the base, which the range "
-                    "changes or deletes; squash from a lower base (include the layer that wrote it)")
+                from ..errors import ImggitError
+
+                raise ImggitError(
+                    f"cannot squash this range: hardlink /{p} shares its content with /{target} of the "
+                    "base, which the range then changes or deletes (only the base has those bytes)",
+                    hint="squash from a lower base, one that includes the layer that wrote /" + target)
             primary_of[ino] = target
             out.append(OutEntry(p, "header", n.layer, m, header=tarfmt.member_header(
                 meta, name=p, type=tarfmt.HARDLINK, linkname=target, size=0)))

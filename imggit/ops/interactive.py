@@ -197,6 +197,8 @@ def run(session: Session, base: str, image: str, todo: str | None, *, tag: str |
         if todo is None or todo == text:
             raise NothingToDo("the todo list is unchanged: nothing to do")
     lines = parse_todo(todo, steps)
+    if not lines:
+        raise NothingToDo("the todo list is empty: nothing done (to drop every step, list them with drop)")
     idx = lindex.index_layers(r.store, r.image, range(r.nlayers))
     touched: dict[int, set[str]] = {}
     v = FsView()

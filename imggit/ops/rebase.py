@@ -304,20 +304,25 @@ def plan_rebase(session: Session, onto: str, image: str, upstream: str | None = 
         # the upstream is a past step (cherry-pick SRC~N..): its own config, exact where one is known
         from .truncate import past_image
 
-        base_runtime = dict(past_image(session, up).image.config.runtime)
+        past = past_image(session, up)
+        base_runtime = dict(past.image.config.runtime)
+        if past.origin == "tip":
+            # not known exactly: what the later steps set cannot be the upstream's, so it counts as theirs
+            base_runtime = _unset(base_runtime, past.dropped)
     runtime, plan.config_conflicts = merge_runtime(base_runtime, dict(a.runtime), dict(b.runtime))
     if check:
         own = [(i, m) for i, m in _headers(img, plan.own_layers).items()]
-        upf = fs_view(up, _headers(up, range(up.nlayers)))
-        newf = fs_view(new, _headers(new, range(new.nlayers)))
+        # the two bases with content hashes: a file rebuilt identically is not a conflict
+        upf = fs_view(up, _headers(up, range(up.nlayers), digests=True))
+        newf = fs_view(new, _headers(new, range(new.nlayers), digests=True))
         plan.file_conflicts = file_conflicts(upf, newf, own)
         plan.checked = True
     plan.config = _new_config(plan, runtime)
     return plan
 
 
-def _headers(r: Resolved, indices: Any) -> dict[int, list[Any]]:
-    return lindex.index_layers(r.store, r.image, list(indices))
+def _headers(r: Resolved, indices: Any, digests: bool = False) -> dict[int, list[Any]]:
+    return lindex.index_layers(r.store, r.image, list(indices), digests=digests)
 
 
 def _new_config(plan: RebasePlan, runtime: dict[str, Any]) -> Config:
@@ -338,6 +343,34 @@ def _new_config(plan: RebasePlan, runtime: dict[str, Any]) -> Config:
         own_hist = [dict(s.history) for s in plan.image.steps[plan.start:]]
         data["history"] = base_hist + own_hist
     return Config.from_data(data)
+
+
+def _keys(command: str) -> list[str]:
+    """Variable or label names an ENV/LABEL instruction sets (``ENV A=1 B=2``, ``ENV A 1``)."""
+    import shlex
+
+    body = command.split(None, 1)[1] if " " in command else ""
+    try:
+        words = shlex.split(body)
+    except ValueError:
+        words = body.split()
+    if words and "=" not in words[0]:
+        return [words[0]]
+    return [w.split("=", 1)[0] for w in words if "=" in w]
+
+
+def _unset(runtime: dict[str, Any], dropped: list[Any]) -> dict[str, Any]:
+    out = dict(runtime)
+    for d in dropped:
+        if d.field == "Env":
+            keys = set(_keys(d.command))
+            out["Env"] = [e for e in out.get("Env") or [] if str(e).split("=", 1)[0] not in keys]
+        elif d.field == "Labels":
+            keys = set(_keys(d.command))
+            out["Labels"] = {k: v for k, v in (out.get("Labels") or {}).items() if k not in keys}
+        elif d.field in out:
+            del out[d.field]
+    return out
 
 
 def with_base_label(config: Config, name: str, digest: str | None) -> Config:

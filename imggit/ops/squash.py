@@ -93,7 +93,8 @@ def plan_squash(image: Image, start: int, end: int, *, keep_history: bool = True
                          "imggit will not guess which steps to merge")
     layer_idx = [s.layer_index for s in steps if s.layer_index is not None]
     if not layer_idx:
-        raise NothingToDo(f"nothing to squash: {_count(len(steps), 'step')} in the range carry no layer")
+        raise NothingToDo(f"nothing to squash: the range's {_count(len(steps), 'step')} "
+                          f"{'carries' if len(steps) == 1 else 'carry'} no layer")
     ls, le = layer_idx[0], layer_idx[-1] + 1
     history_only = len(layer_idx) == 1
     if history_only and (keep_history or len(steps) == 1):
@@ -114,15 +115,15 @@ def new_history(plan: SquashPlan) -> list[dict[str, Any]]:
     inside = hist[plan.start:plan.end]
     entry: dict[str, Any] = {"created": plan.timestamp,
                              "created_by": f"imggit squash {plan.describe_range()}"}
-    if plan.message:
+    if plan.message and plan.keep_history:
         entry["comment"] = plan.message
     elif plan.keep_history:
         entry["comment"] = f"imggit squash: merged {_count(plan.nsteps, 'step')} ({plan.nlayers} layers); " \
                            "their commands are the empty entries below"
-    else:
-        entry["comment"] = "imggit squash: merged " + json.dumps(
-            [describe_command(h.get("created_by", "")) or h.get("comment", "") for h in inside],
-            ensure_ascii=False)
+    else:   # the folded steps' commands stay on record in the comment
+        merged = json.dumps([describe_command(h.get("created_by", "")) or h.get("comment", "") for h in inside],
+                            ensure_ascii=False)
+        entry["comment"] = (plan.message + "; " if plan.message else "imggit squash: ") + "merged " + merged
     if plan.keep_history:
         kept = []
         for h in inside:

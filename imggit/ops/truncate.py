@@ -38,7 +38,7 @@ class Dropped:
 @dataclass
 class PastImage:
     image: Image
-    origin: str                      # "exact" | "tip" | "config-from" | "tip-image"
+    origin: str                      # "exact" | "match" | "tip" | "config-from" | "tip-image"
     origin_detail: str = ""
     dropped: list[Dropped] = field(default_factory=list)
 
@@ -57,7 +57,7 @@ def _same_steps(a: Image, steps: tuple[Step, ...]) -> bool:
     return len(a.steps) == len(steps) and all(x.step_id == y.step_id for x, y in zip(a.steps, steps))
 
 
-def find_exact(session: Session, r: Resolved) -> tuple[Image, str] | None:
+def find_exact(session: Session, r: Resolved) -> tuple[Image, str, str] | None:
     """An image in view whose steps are exactly the revision's steps."""
     store = r.store
     ids = r.image.extra.get("step_images") or []
@@ -68,7 +68,7 @@ def find_exact(session: Session, r: Resolved) -> tuple[Image, str] | None:
             if exact is not None:
                 cand = exact(cand)
             if _same_steps(cand, r.steps) or [l.chain_id for l in cand.layers] == [l.chain_id for l in r.layers]:
-                return cand, f"the engine's parent image {short(cand.id)}"
+                return cand, "exact", f"the engine's parent image {short(cand.id)}"
         except Exception:
             pass
     try:
@@ -77,7 +77,7 @@ def find_exact(session: Session, r: Resolved) -> tuple[Image, str] | None:
         images = []
     for tag, img in images:
         if _same_steps(img, r.steps):
-            return img, f"{tag} ({short(img.id)})"
+            return img, "match", f"{tag} ({short(img.id)}), an image with exactly these steps"
     return None
 
 
@@ -88,8 +88,8 @@ def past_image(session: Session, r: Resolved, *, config_from: str | None = None)
     if config_from is None:
         found = find_exact(session, r)
         if found is not None:
-            img, where = found
-            return PastImage(img, "exact", where)
+            img, how, where = found
+            return PastImage(img, how, where)
     data: dict[str, Any] = dict(tip.config.data)
     origin, detail = "tip", f"the config of {tip.describe()}"
     if config_from is not None:
@@ -160,7 +160,7 @@ def _tag_into(session: Session, r: Resolved, dst: Store, name: str, config_from:
 
     past = past_image(session, r, config_from=config_from)
     img = past.image
-    if dst is r.store and past.origin in ("tip-image", "exact"):
+    if dst is r.store and past.origin in ("tip-image", "exact", "match"):
         res = move_tag(dst, img, name)
     else:
         res, _ = write_image(session, r.store, img, dst, name)

@@ -73,6 +73,9 @@ def parse_repo(location: str) -> RepoName:
     if not text:
         raise RefError("a registry reference needs a repository", hint="write docker://HOST/REPO[:TAG]")
     parts = text.split("/")
+    if len(parts) == 1 and is_host(parts[0]) and (":" in parts[0] or parts[0] == "localhost"):
+        raise RefError(f"{location!r} names a registry but no repository",
+                       hint=f"write docker://{parts[0]}/REPO[:TAG]")
     if len(parts) > 1 and is_host(parts[0]):
         host, comps = canonical_host(parts[0]), parts[1:]
         if not _HOST_RE.match(parts[0]):

@@ -405,7 +405,7 @@ def test_squash_is_exact(case, kind, images, docker, with_engine, cli, tmp_path)
     r = cli("squash", f"{img.base}..{img.tag}", "-t", new)
     if r.code != 0 and case.may_refuse:
         # a documented limit: a clear refusal that writes nothing is acceptable, a wrong image is not
-        assert r.code == 3 and case.may_refuse in r.err, r
+        assert r.code == 1 and case.may_refuse in r.err, r
         assert docker("image", "inspect", new, check=False).returncode != 0
         return
     assert r.code == 0, r
@@ -485,7 +485,7 @@ def test_range_without_layers_is_nothing_to_do(kind, images, docker, with_engine
     before = docker.image_count()
     r = cli("squash", f"{img.tag}~2..{img.tag}", "-t", f"{img.repo}:none")
     assert r.code == 0, r
-    assert "nothing to squash" in r.err and "carry no layer" in r.err
+    assert "nothing to squash" in r.err and ("carry no layer" in r.err or "carries no layer" in r.err)
     r = cli("squash", f"{img.tag}~3..{img.tag}", "-t", f"{img.repo}:none")
     assert r.code == 0, r
     assert "nothing to squash" in r.err and "single layer" in r.err

@@ -80,7 +80,7 @@ def test_no_keep_history_and_message(cli, layout):
     st = Session().store("oci", str(layout))
     img = st.get("flat")
     assert len(img.layers) == 1 and len(img.steps) == 1
-    assert img.config.history[0]["comment"] == "flat!"
+    assert img.config.history[0]["comment"].startswith("flat!; merged [\"ADD base\"")
 
 
 def test_middle_range_replays_the_steps_above(cli, layout):
@@ -132,7 +132,7 @@ def test_dry_run_writes_nothing(cli, layout):
 
 def test_nothing_to_do(cli, layout):
     r = cli("squash", f"oci:{layout}:app~1..oci:{layout}:app")
-    assert r.code == 0 and "nothing to squash" in r.err and "carry no layer" in r.err
+    assert r.code == 0 and "nothing to squash" in r.err and ("carry no layer" in r.err or "carries no layer" in r.err)
     r = cli("squash", f"oci:{layout}:app~2..oci:{layout}:app")
     assert r.code == 0 and "single layer" in r.err
 
