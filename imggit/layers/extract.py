@@ -47,6 +47,10 @@ class Refused(Exception):
         self.reason = reason
 
 
+class Missing(Refused):
+    """A parent directory that does not exist (and may not be created)."""
+
+
 @dataclass(frozen=True)
 class Refusal:
     name: str          # the name as the layer stores it
@@ -184,7 +188,7 @@ class SafeDir:
                 nfd = os.open(comp, _DIR_FLAGS, dir_fd=fd)
             except FileNotFoundError:
                 if not create:
-                    raise Refused(f"/{key} does not exist") from None
+                    raise Missing(f"/{key} does not exist") from None
                 os.mkdir(comp, implicit_mode, dir_fd=fd)
                 nfd = os.open(comp, _DIR_FLAGS, dir_fd=fd)
             except OSError as e:
@@ -356,7 +360,7 @@ class Writer:
         try:
             tfd, tname = self.dir.parent(target, create=False)
             st = os.stat(tname, dir_fd=tfd, follow_symlinks=False)
-        except FileNotFoundError:
+        except (FileNotFoundError, Missing):
             raise Refused(f"hardlink target /{target} does not exist") from None
         except Refused as r:
             raise Refused(f"hardlink target /{target}: {r.reason}") from None
