@@ -113,3 +113,17 @@ def test_squash_downloads_the_range_and_uploads_one_layer(cli, repos, registry, 
         assert cli("extract", f"docker://{registry.addr}/{app}:{tag}", str(tmp_path / tag)).code == 0
     assert listing_from_dir(str(tmp_path / "1")) == listing_from_dir(str(tmp_path / "sq"))
     assert sorted(os.listdir(tmp_path / "sq" / "data")) == ["b", "y"]
+
+
+def test_rebase_all_images_of_a_repository(cli, repos, registry, proxy):
+    """--all over a registry repository: every image built on base:1, still without moving a layer."""
+    p, base, app = proxy.addr, repos["base"], repos["app"]
+    r = cli("rebase", "--no-check", "--onto", f"docker://{p}/{base}:2", "--from", f"docker://{p}/{base}:1", "--all",
+            f"docker://{p}/{app}")
+    assert r.code == 0, r
+    assert f"{p}/{app}:1" in r.out and "failed" not in r.out
+    t = traffic(proxy)
+    assert t.downloaded() <= {repos[k].config.digest for k in ("base1", "base2", "app1")}, t.downloads
+    new = result(registry, app, "1")
+    assert t.uploaded == [new.config.digest]
+    assert [l.digest for l in new.layers[:2]] == [l.digest for l in repos["base2"].layers]
