@@ -51,7 +51,7 @@ def extract(ref: str, dest: str, layer: str | None, layer_only: bool, devices: b
       imggit extract --layer '~2' docker://reg/app:1 ./l  one layer, one blob downloaded
       imggit extract app:1~3 ./then                      the filesystem three steps back
     """
-    from ..model import human_size, short
+    from ..model import human_size
     from ..ops import extract as op
     from ..render import step_text
 
@@ -73,18 +73,18 @@ def extract(ref: str, dest: str, layer: str | None, layer_only: bool, devices: b
         return
     for kind, path in st.whiteouts:
         out(f"{kind:<8} {path}")
+    src = res.source.describe()
     if res.mode == "layer":
         i = res.layers[0]
-        what = f"layer {i + 1}/{len(res.source.image.layers)} ({short(res.source.image.layers[i].diff_id)})"
+        what = f"layer {i + 1}/{len(res.source.image.layers)} of {src}"
         if res.step is not None:
-            what += f", step {res.step.index + 1}: {step_text(res.step)[:60]}"
+            what += f" (step {res.step.index + 1}: {step_text(res.step)[:60]})"
     else:
-        what = f"{len(res.layers)} layer(s) merged"
+        what = f"{src} ({_count(len(res.layers), 'layers')} merged)"
     kinds = ", ".join(_count(st.counts[k], k) for k in _ORDER if st.counts[k])
-    summary = f"extracted {res.source.describe()} ({what}) into {res.dest}: {kinds or 'nothing'}, " \
-              f"{human_size(st.bytes)}"
+    summary = f"extracted {what} into {res.dest}: {kinds or 'nothing'}, {human_size(st.bytes)}"
     if st.whiteouts:
-        summary += f"; {len(st.whiteouts)} whiteout(s) listed, not applied"
+        summary += f"; {_count(len(st.whiteouts), 'whiteouts')} listed, not applied"
     click.echo(summary, err=True)
     if st.not_restored:
         warn("not restored (not root, or the filesystem refused): "

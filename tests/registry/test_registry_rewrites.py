@@ -30,7 +30,8 @@ def layer(seed: str, name: str, size: int = 150_000) -> bytes:
 
 
 def steps(seed: str):
-    base1 = [b.StepSpec("RUN base a", layer(seed, "a")), b.StepSpec("ENV B=1"), b.StepSpec("RUN base b", layer(seed, "b"))]
+    base1 = [b.StepSpec("RUN base a", layer(seed, "a")), b.StepSpec("ENV B=1"),
+             b.StepSpec("RUN base b", layer(seed, "b"))]
     base2 = [b.StepSpec("RUN base a", layer(seed, "a2")), b.StepSpec("ENV B=2"),
              b.StepSpec("RUN base b", layer(seed, "b2"))]
     own = [b.StepSpec("RUN app x", layer(seed, "x")),
