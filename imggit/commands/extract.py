@@ -46,10 +46,10 @@ def extract(ref: str, dest: str, layer: str | None, layer_only: bool, devices: b
 
     \b
     Examples:
-      imggit extract app:1 ./rootfs                      the whole filesystem
-      imggit extract --layer-only app:1 ./top            what the last layer adds
+      imggit extract app:1 ./rootfs                       the whole filesystem
+      imggit extract --layer-only app:1 ./top             what the last layer adds
       imggit extract --layer '~2' docker://reg/app:1 ./l  one layer, one blob downloaded
-      imggit extract app:1~3 ./then                      the filesystem three steps back
+      imggit extract app:1~3 ./then                       the filesystem three steps back
     """
     from ..model import human_size
     from ..ops import extract as op
@@ -85,6 +85,11 @@ def extract(ref: str, dest: str, layer: str | None, layer_only: bool, devices: b
     summary = f"extracted {what} into {res.dest}: {kinds or 'nothing'}, {human_size(st.bytes)}"
     if st.whiteouts:
         summary += f"; {_count(len(st.whiteouts), 'whiteouts')} listed, not applied"
+    store, image = res.source.store, res.source.image
+    if store.remote:
+        size = sum(image.layers[i].size or 0 for i in res.layers)
+        click.echo(f"downloaded {_count(len(res.layers), 'layers')} of {len(image.layers)} ({human_size(size)}) "
+                   f"from {store.describe()}", err=True)
     click.echo(summary, err=True)
     if st.not_restored:
         warn("not restored (not root, or the filesystem refused): "
