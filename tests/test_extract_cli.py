@@ -229,3 +229,11 @@ def test_bad_layer_arguments_are_one_line(cli, app, tmp_path, args, code, needle
 
 def test_unknown_image_is_one_line(cli, app, tmp_path):
     one_line(cli("extract", app + "nope", str(tmp_path / "o")), 2, "no image")
+
+
+def test_a_layer_that_cannot_be_applied_is_one_line_and_leaves_no_directory(cli, home, tmp_path):
+    st = Session().store("oci", str(tmp_path / "l"), for_write=True)
+    b.write_image(st, "bad", [b.StepSpec("ADD", b.make_layer([b.file("f", "1")])),
+                              b.StepSpec("RUN", b.make_layer([b.whiteout("f"), b.hardlink("h", "f")]))])
+    one_line(cli("extract", f"oci:{tmp_path / 'l'}:bad", str(tmp_path / "o")), 3, "hardlink 'h' names 'f'")
+    assert not (tmp_path / "o").exists()

@@ -148,10 +148,6 @@ class Stats:
     whiteouts: list[tuple[str, str]] = field(default_factory=list)   # ("deleted"|"opaque", "/path"): listed only
     not_restored: Counter[str] = field(default_factory=Counter)      # "owner", "xattr user.x"...
 
-    @property
-    def entries(self) -> int:
-        return sum(self.counts.values())
-
 
 class SafeDir:
     """A target directory reached only through file descriptors; nothing outside it is touched."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from ..errors import RevisionError, UsageError
 from ..layers import fetch, merge
 from ..layers.extract import Refusal, Stats, screen, write_plan
+from ..layers.tarfmt import Member
 from ..model import Step
 from ..session import Resolved, Session
 from ..stores.base import tmpdir
@@ -78,41 +79,53 @@ def step_of(r: Resolved, index: int) -> Step | None:
     return None
 
 
-def prepare_dest(dest: str, force: bool) -> None:
+def prepare_dest(dest: str, force: bool) -> bool:
+    """Check (or create) the target directory; True when it was created."""
     if os.path.lexists(dest) and not os.path.isdir(dest):
         raise UsageError(f"{dest!r} exists and is not a directory")
     if os.path.isdir(dest):
         if os.listdir(dest) and not force:
             raise UsageError(f"{dest!r} is not empty", hint="extract into an empty directory, or add --force "
                              "to write over what is there")
-        return
+        return False
     try:
         os.makedirs(dest)
     except OSError as e:
         raise UsageError(f"cannot create {dest!r}: {e.strerror}") from None
+    return True
+
+
+def _plan(mode: str, layers: list[list[Member]], devices: bool, root: bool) -> tuple[merge.MergePlan, list[Refusal]]:
+    """Screen the layers' members (pure), then plan what to write: merged from the bottom, or one layer
+    over an unknown base (so its whiteouts stay in the plan, to be listed)."""
+    why = "device node (use --devices, as root)" if not devices else "device node (needs root)"
+    refused: list[Refusal] = []
+    kept = []
+    seen: set[str] | None = set() if mode == "merged" else None   # from the bottom: every link target known
+    for members in layers:
+        ok, bad = screen(members, devices=devices and root, why_no_devices=why, seen=seen)
+        kept.append(ok)
+        refused += bad
+    base = merge.EMPTY_BASE if mode == "merged" else merge.BaseView(None)
+    return merge.plan_merge(kept, base), refused
 
 
 def extract(session: Session, ref: str, dest: str, *, layer: str | None = None, layer_only: bool = False,
             devices: bool = False, force: bool = False) -> ExtractResult:
     r = session.resolve(ref)
     mode, indices = pick_layers(r, layer, layer_only)
-    prepare_dest(dest, force)
+    created = prepare_dest(dest, force)
     root = os.geteuid() == 0
-    why = "device node (use --devices, as root)" if not devices else "device node (needs root)"
     workdir = tmpdir()
     files: dict[int, fetch.LayerFile] = {}
     try:
-        files = fetch.materialize(r.store, r.image, indices, workdir)
-        refused: list[Refusal] = []
-        kept = []
-        seen: set[str] | None = set() if mode == "merged" else None   # from the bottom: every link target known
-        for i in indices:
-            ok, bad = screen(files[i].members, devices=devices and root, why_no_devices=why, seen=seen)
-            kept.append(ok)
-            refused += bad
-        # one layer: what is below is unknown, so its whiteouts stay in the plan (to be listed)
-        base = merge.EMPTY_BASE if mode == "merged" else merge.BaseView(None)
-        plan = merge.plan_merge(kept, base)
+        try:
+            files = fetch.materialize(r.store, r.image, indices, workdir)
+            plan, refused = _plan(mode, [files[i].members for i in indices], devices, root)
+        except BaseException:
+            if created:
+                os.rmdir(dest)   # nothing was written yet: leave no empty directory behind
+            raise
         stats = write_plan(plan, [files[i].path for i in indices], dest, root=root,
                            implicit_dirs=None if mode == "merged" else 0o755)
         stats.refused[:0] = refused
