@@ -140,6 +140,7 @@ from .commands import rebase as _rebase  # noqa: E402,F401
 from .commands import squash as _squash  # noqa: E402,F401
 from .commands import surgery as _surgery  # noqa: E402,F401
 from .commands import registry as _registry  # noqa: E402,F401
+from .commands import extract as _extract  # noqa: E402,F401
 
 
 def run() -> None:

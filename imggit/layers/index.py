@@ -34,6 +34,11 @@ def _path(diff_id: str) -> str:
     return cache_path("index", diff_id.replace(":", "-") + ".json.gz")
 
 
+def is_cached(diff_id: str) -> bool:
+    """Is the index of this layer in the cache (without reading it)?"""
+    return os.path.exists(_path(diff_id))
+
+
 def load_cached(diff_id: str) -> list[Member] | None:
     try:
         with gzip.open(_path(diff_id), "rb") as f:

@@ -520,7 +520,7 @@ def _ref_in(store: Store, tag: str) -> str:
     if getattr(store, "label", None):
         return f"embedded:{tag}"
     if t == "docker":
-        return f"docker://{getattr(store, 'location', '')}:{tag}"
+        return f"docker://{tag}"     # a registry lists its tags by full name: HOST/REPO:TAG
     return f"{t}:{getattr(store, 'path', '')}:{tag}"
 
 

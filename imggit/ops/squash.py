@@ -215,9 +215,13 @@ def squash(session: Session, range_text: str, *, tag: str | None = None, message
             return result
         rng = list(range(plan.layer_start, plan.layer_end))
         base = list(range(0, plan.layer_start))
+        base_known = not (base and src.store.remote and not _headers_cached(image, base))
+        if not base_known:
+            base = []   # not downloaded for their headers: every whiteout of the range is kept
         extra = sorted(_needed_old(plan, dst) - set(rng)) if (dst is not None and spools) else []
         say(f"reading {_count(len(rng), 'layer')} of {image.describe()}"
-            + (f" and the headers of {_count(len(base), 'base layer')}" if base else ""))
+            + (f" and the headers of {_count(len(base), 'base layer')}" if base else "")
+            + ("" if base_known else " (the base is not downloaded: every whiteout is kept)"))
         files = fetch.materialize(src.store, image, rng + extra, workdir, index_only=base)
         if exact is not None and not image.exact_config:
             image = exact(image)
@@ -226,7 +230,10 @@ def squash(session: Session, range_text: str, *, tag: str | None = None, message
             result.plan = plan
         result.timings["read"] = time.monotonic() - t0
         t1 = time.monotonic()
-        base_view = merge.base_view([files[i].members for i in base]) if base else merge.EMPTY_BASE
+        if not base_known:
+            base_view = merge.BaseView(None)
+        else:
+            base_view = merge.base_view([files[i].members for i in base]) if base else merge.EMPTY_BASE
         mplan = merge.plan_merge([files[i].members for i in rng], base_view)
         result.merge = mplan
         result.timings["plan"] = time.monotonic() - t1
@@ -271,6 +278,12 @@ def squash(session: Session, range_text: str, *, tag: str | None = None, message
         return result
     finally:
         fetch.rmtree(workdir)
+
+
+def _headers_cached(image: Image, indices: list[int]) -> bool:
+    from ..layers.index import is_cached
+
+    return all(is_cached(image.layers[i].diff_id) for i in indices)
 
 
 def _needed_old(plan: SquashPlan, dst: Store) -> set[int]:

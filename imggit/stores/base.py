@@ -69,6 +69,7 @@ class WriteResult:
 class Store(ABC):
     transport: str = ""
     default_compression: str | None = None   # for layers that arrive uncompressed
+    remote: bool = False                      # reading a layer means downloading it (a registry)
 
     def streams_new_layers(self) -> bool:
         """Can ``write`` take layers that are produced while they are sent (``LayerInput.produce``)?"""

@@ -47,6 +47,7 @@ def _env_tls_verify() -> bool:
 class Registry(Store):
     transport = "docker"
     default_compression = "gzip"
+    remote = True
 
     def __init__(self, location: str, *, platform: str | None = None, creds: str | Credentials | None = None,
                  tls_verify: bool | None = None, jobs: int = 4, progress: P.ProgressFn | None = None) -> None:
