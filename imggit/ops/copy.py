@@ -33,7 +33,16 @@ def default_tag(src: Resolved) -> str | None:
 
 
 def dest_tag(dst: Ref, src: Resolved) -> str | None:
-    return dst.name or default_tag(src)
+    if dst.name:
+        return dst.name
+    name = default_tag(src)
+    if name and dst.transport == "docker":
+        # a registry destination names its repository: the source's tag comes along, not its name
+        i, j = name.rfind(":"), name.rfind("/")
+        if i > j:
+            return name[i + 1:]
+        return "latest" if j >= 0 else name   # a bare OCI tag is a tag
+    return name
 
 
 def write_image(session: Session, src_store: Store, image: Image, dst_store: Store, tag: str | None,

@@ -286,7 +286,7 @@ class Registry(Store):
         return Descriptor(mt, layer.digest, size, layer.urls, layer.annotations), True
 
     def write(self, req: WriteRequest) -> WriteResult:
-        tag = _tag_of(req.tag)
+        tag = self._own_tag(req.tag)
         codec = self.default_compression if req.compress == "auto" else req.compress
         family = self._family(req, codec)
         previous = self._previous(tag)
@@ -331,7 +331,18 @@ class Registry(Store):
         return None
 
     def normalize_tag(self, name: str) -> str:
-        return _tag_of(name) or name
+        return self._own_tag(name) or name
+
+    def _own_tag(self, name: str | None) -> str | None:
+        """The tag part of a name written into this repository; a name of another repository is
+        a mistake (it would silently land here under its tag)."""
+        if name:
+            n = split_name(name)
+            if n.repo and not repo_matches(n.repo, self.name):
+                raise UsageError(f"{name!r} names repository {n.repo}, but this writes to {self.name}",
+                                 hint=f"write the destination in full: docker://{self.name.host}/{n.repo}:"
+                                      f"{n.tag or 'TAG'}")
+        return _tag_of(name)
 
     def delete_tag(self, name: str) -> None:
         raise StoreError(f"{self.describe()}: registries delete manifests, not tags",

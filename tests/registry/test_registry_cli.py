@@ -118,3 +118,14 @@ def test_push_uses_the_source_tag(cli, home, registry, tmp_path, request):
     r = cli("push", f"oci:{tmp_path / 'src'}:app", f"docker://{registry.addr}/{repo}")
     assert r.code == 0 and "as app" in r.err, r
     assert Session().store("docker", f"{registry.addr}/{repo}").get("app").id == res.image.id
+
+
+def test_a_name_of_another_repository_is_refused(cli, home, registry, tmp_path, request):
+    """tag docker://reg/app:1 other:slim would land in reg/app as 'slim': say so instead."""
+    repo = unique(request)
+    push_random(registry.addr, repo, "1", "wrong-repo")
+    r = cli("tag", f"docker://{registry.addr}/{repo}:1", "other:slim")
+    assert r.code == 2 and "names repository other" in r.err and f"docker://{registry.addr}/other:slim" in r.err, r
+    assert "Traceback" not in r.err
+    r = cli("tag", f"docker://{registry.addr}/{repo}:1", f"{repo}:slim")   # its own repository: fine
+    assert r.code == 0, r
