@@ -66,10 +66,6 @@ def _escape(text: str) -> str:
     return s.replace("..", "%2E%2E").lstrip(".") or "%2E"
 
 
-def _unescape(text: str) -> str:
-    return re.sub(r"(%[0-9A-F]{2})+", lambda m: bytes.fromhex(m.group(0).replace("%", "")).decode(), text)
-
-
 def ref_name(store: "Store", tag: str) -> str:
     key = "/".join(_escape(p) for p in store_key(store).split("/") if p)
     return f"refs/imggit/{key}/{_escape(tag)}"

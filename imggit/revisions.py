@@ -31,9 +31,6 @@ class Ref:
     def store_key(self) -> tuple[str | None, str | None]:
         return self.transport, self.location
 
-    def with_name(self, name: str | None) -> "Ref":
-        return Ref(self.transport, self.location, name, format_ref(self.transport, self.location, name))
-
 
 @dataclass(frozen=True)
 class Rev:

@@ -135,12 +135,3 @@ class SliceReader(Reader):
         finally:
             super().close()
 
-
-def copy_stream(src: BinaryIO, dst, chunk: int = 1 << 20) -> int:  # type: ignore[no-untyped-def]
-    n = 0
-    while True:
-        b = src.read(chunk)
-        if not b:
-            return n
-        dst.write(b)
-        n += len(b)

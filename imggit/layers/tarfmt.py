@@ -164,10 +164,6 @@ class Member:
     def padded_size(self) -> int:
         return (self.size + BLOCK - 1) // BLOCK * BLOCK
 
-    @property
-    def end_offset(self) -> int:
-        return self.data_offset + self.padded_size
-
 
 def _parse_pax(data: bytes) -> dict[str, str]:
     records: dict[str, str] = {}

@@ -245,12 +245,16 @@ def main() -> dict:
                  ("floor, last 3 layers", f"{floor_last3:.1f} s"),
                  ("imggit, all above base", f"{t_all:.1f} s  = {t_all / floor_all:.2f}x floor, peak RSS {rss_all} MB"),
                  ("imggit, last 3 layers", f"{t_last3:.1f} s  = {t_last3 / floor_last3:.2f}x floor, peak RSS {rss_last3} MB")]
+        report(rows)
+        rows = []
         if not args.skip_docker_squash:
             ds = os.path.join(BIN, "docker-squash")
             if not os.path.exists(ds):
                 subprocess.run([PY, "-m", "pip", "install", "-q", "docker-squash"], check=True)
             ds_env = dict(env, TMPDIR=work)
-            d_all, d_rss_all, _ = run([ds, "-f", "bench/base:1", "-t", "bench/sq-all:ds", "bench/app:1"], env=ds_env)
+            # docker-squash finds a base by the engine's parent ids, which a loaded image lacks: give counts
+            d_all, d_rss_all, _ = run([ds, "-f", str(len(layers) - 1), "-t", "bench/sq-all:ds", "bench/app:1"],
+                                      env=ds_env)
             d_last3, d_rss_last3, _ = run([ds, "-f", "3", "-t", "bench/sq-last3:ds", "bench/app:1"], env=ds_env)
             results.update(docker_squash_all=d_all, docker_squash_last3=d_last3)
             size = lambda t: engine.inspect(t)["Size"]  # noqa: E731
