@@ -22,6 +22,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import io
+import json
 import os
 import queue
 import re
@@ -392,6 +393,7 @@ class DockerDaemon(Store):
         self.save_calls += 1
         index_only = index_only or {}
         hexid = image.id.removeprefix("sha256:")
+        legacy_ids = legacy_v1_ids(image.config.diff_ids)
         found: dict[str, str] = {}
         indexed: dict[str, list[tarfmt.Member]] = {}
 
@@ -433,6 +435,35 @@ class DockerDaemon(Store):
                         self._exact[image.id] = reader.read_data()
                 elif name.endswith("/layer.tar") and workdir is not None and (
                         len(found) < len(wanted) or len(indexed) < len(index_only)):
+                    known = legacy_ids.get(name.split("/", 1)[0])
+                    if known is not None:
+                        # a layer below the top, recognised by its legacy v1 id: no need to hash it to
+                        # know what it is; only what is wanted is read
+                        what = f"layer {known} of {image.describe()}"
+                        if known in wanted.values():
+                            d = image.layers[known].diff_id
+                            dest = os.path.join(workdir, f"layer-{known}-{short(d)}.tar")
+                            spool_stream(_MemberStream(reader), dest, d, what)  # type: ignore[arg-type]
+                            found[d] = dest
+                        elif known in index_only.values():
+                            d = image.layers[known].diff_id
+                            h = hashlib.sha256()
+                            src = _MemberStream(reader)
+
+                            class _Tap2:
+                                def read(self, n: int = -1) -> bytes:
+                                    b = src.read(n)
+                                    h.update(b)
+                                    return b
+
+                            indexed[d] = index_stream(_Tap2(), what)
+                            while _Tap2().read(1 << 20):
+                                pass
+                            if "sha256:" + h.hexdigest() != d:
+                                raise FormatError(f"{what}: content does not match its diff id")
+                        if done():
+                            break
+                        continue
                     dest = os.path.join(workdir, f"spool-{len(os.listdir(workdir))}.tar")
                     h = hashlib.sha256()
                     with open(dest, "wb") as out:
@@ -623,6 +654,36 @@ class DockerDaemon(Store):
 
     def close(self) -> None:
         self._api = None   # the client is shared per address (see _client)
+
+
+# The zero container config as the legacy engines (<= 24) marshal it inside a layer's v1 metadata.
+_ZERO_CONTAINER_CONFIG = ('{"Hostname":"","Domainname":"","User":"","AttachStdin":false,"AttachStdout":false,'
+                          '"AttachStderr":false,"Tty":false,"OpenStdin":false,"StdinOnce":false,"Env":null,'
+                          '"Cmd":null,"Image":"","Volumes":null,"WorkingDir":"","Entrypoint":null,"OnBuild":null,'
+                          '"Labels":null}')
+
+
+def legacy_v1_ids(diff_ids: Sequence[str]) -> dict[str, int]:
+    """The directory names a legacy ``docker save`` gives the layers below the top one.
+
+    moby's v1.CreateID hashes the layer's (empty) v1 image JSON with ``layer_id`` (the chain id)
+    and ``parent`` (the previous v1 id). Knowing them lets the save stream be read without
+    hashing, or writing, the layers that are not wanted. A prediction that does not match (another
+    engine version) simply finds nothing, and every layer is then identified by its hash.
+    """
+    out: dict[str, int] = {}
+    parent = None
+    chains = chain_ids(diff_ids)
+    for i, c in enumerate(chains[:-1]):
+        parts = {"container_config": _ZERO_CONTAINER_CONFIG, "created": '"1970-01-01T00:00:00Z"',
+                 "layer_id": json.dumps(c)}
+        if parent:
+            parts["parent"] = json.dumps(parent)
+        text = "{" + ",".join(json.dumps(k) + ":" + v for k, v in sorted(parts.items())) + "}"
+        v1 = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+        out[v1[7:]] = i
+        parent = v1
+    return out
 
 
 def _renamed(img: Image, name: str) -> Image:

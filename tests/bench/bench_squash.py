@@ -220,12 +220,12 @@ def main() -> dict:
             st = s.engine()
             img = st.get(tag)
             path = os.path.join(work, "thin.tar")
-            with st.layer_inputs(img) as inputs:
+            with st.layer_inputs(img, [len(img.layers) - 1]) as inputs:
                 engine.docker("rmi", tag)
-                needed_before = st.needed_layers(img.layers)
                 out = ArchiveWriter(path)
                 req = WriteRequest(img.config, inputs, tag)
-                docker_archive_members(req, tag, out, skip_layers=set(range(len(img.layers))) - needed_before)
+                # the floor: an archive with only the new (top) layer; the engine has every layer below it
+                docker_archive_members(req, tag, out, skip_layers=set(range(len(img.layers) - 1)))
                 out.finish()
             dt, _, _ = run(["docker", "load", "-i", path], env=env)
             os.unlink(path)

@@ -135,3 +135,21 @@ def test_log_of_a_100_step_image_reads_no_layer(cli, with_engine, monkeypatch):
     steps = json.loads(r.out)["steps"]
     assert len(steps) == 100          # busybox:base's one step + 99
     assert sum(1 for s in steps if s["layer"]) == 1 + 5
+
+
+def test_legacy_save_layer_names_are_predicted(app, with_engine, tmp_path):
+    """On a legacy engine (<= 24) the save stream names every layer but the top one by a v1 id
+    imggit can compute, so unwanted layers are neither hashed nor written (the fallback, hashing,
+    is what a newer or different engine gets)."""
+    import tarfile
+
+    from imggit.stores.daemon import legacy_v1_ids
+
+    archive = tmp_path / "s.tar"
+    with_engine.docker("save", "-o", str(archive), app)
+    dirs = {m.name.split("/")[0] for m in tarfile.open(archive).getmembers() if m.name.endswith("/layer.tar")}
+    diff_ids = with_engine.inspect(app)["RootFS"]["Layers"]
+    predicted = legacy_v1_ids(diff_ids)
+    if not any(n.startswith("blobs/") for n in tarfile.open(archive).getnames()):   # the legacy shape
+        assert set(predicted) <= dirs and len(dirs - set(predicted)) == 1
+        assert sorted(predicted.values()) == list(range(len(diff_ids) - 1))
