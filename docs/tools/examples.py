@@ -30,10 +30,11 @@ setup= is one of:
     fresh     those of build.py and of examples/demo/build_more.py
 
 Every setup but ``repo`` starts in the (empty) scratch directory.
-``registry=HOST:PORT`` starts an empty docker-registry on 127.0.0.1, on a
-free port: HOST:PORT in the commands is replaced by the real address, and
-the real address in the output by HOST:PORT, so the page reads as if the
-registry were at HOST:PORT. ``needs=CMD,CMD`` names programs the examples
+``registry=HOST:PORT`` starts an empty docker-registry on 127.0.0.1: on PORT
+when it is free, else on a free port with as many digits, which no line of
+the page names. Then HOST:PORT in the commands is replaced by the real
+address, and the real address in the output by HOST:PORT, so the page reads
+as if the registry were at HOST:PORT. ``needs=CMD,CMD`` names programs the examples
 run besides imggit (jq, skopeo...): without them the tool stops, and
 tests/test_docs.py skips the page.
 
@@ -76,6 +77,9 @@ compared and when it is written, the tool replaces it with a placeholder
     a temporary name made by Python's tempfile (.tmp-imggit-k2j4_x9q)
                                            k2j4_x9q  ->  XXXXXXXX
     a transfer rate                        1.2 MB/s  ->  N B/s
+
+and, on a page with registry=HOST:PORT, the registry's real port (see
+above) is shown as PORT.
 """
 
 from __future__ import annotations
@@ -118,9 +122,9 @@ NORMALISE = [
     ("time of a move in imggit reflog",
      re.compile(r"\b\d{4}-\d\d-\d\d \d\d:\d\d\b(?!:\d)"), "YYYY-MM-DD HH:MM"),
     ("record commit of the journal, in git log --oneline",
-     re.compile(r"^([*|/\\ ]*)[0-9a-f]{7}(?= \S+: [0-9a-f]{12}$)", re.M), r"\1xxxxxxx"),
+     re.compile(r"^([*|/\\ ]*)[0-9a-f]{7,12}(?= \S+: [0-9a-f]{12}$)", re.M), r"\1xxxxxxx"),
     ("record commit of the journal, in git reflog",
-     re.compile(r"^[0-9a-f]{7}(?= refs/imggit)", re.M), "xxxxxxx"),
+     re.compile(r"^[0-9a-f]{7,12}(?= refs/imggit)", re.M), "xxxxxxx"),
     ("temporary name made by tempfile",
      re.compile(r"(\b(?:tmp|imggit)[-._A-Za-z]*?[-_.])[a-z0-9_]{8}\b"), r"\1XXXXXXXX"),
     ("transfer rate",
@@ -266,17 +270,32 @@ def environment(bindir: str) -> dict[str, str]:
     return env
 
 
-def free_port() -> int:
+def is_free(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(shown: int, avoid: str) -> int:
+    """SHOWN itself when it is free, else a free port with as many digits (so that columns keep their
+    width when the real port is shown as SHOWN), and not written anywhere in the page (AVOID)."""
+    if is_free(shown):
+        return shown
+    digits = len(str(shown))
+    for port in range(max(shown + 100, 10 ** (digits - 1)), min(10 ** digits, 65536)):
+        if str(port) not in avoid and is_free(port):
+            return port
+    raise Failure(f"no free port of {digits} digits for the registry")
 
 
 class Registry:
     """An empty docker-registry on 127.0.0.1 and a free port (as tests/rig.py's Registry)."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
+    def __init__(self, shown: int, avoid: str) -> None:
+        self.port = free_port(shown, avoid)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "Registry":
@@ -290,9 +309,9 @@ class Registry:
             f.write(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
                     f"    rootdirectory: {REGISTRY_DIR}/data\n  delete:\n    enabled: true\n"
                     f"http:\n  addr: 127.0.0.1:{self.port}\n")
-        log = open(os.path.join(REGISTRY_DIR, "log"), "wb")
-        self.proc = subprocess.Popen([exe, "serve", cfg], stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        with open(os.path.join(REGISTRY_DIR, "log"), "wb") as log:
+            self.proc = subprocess.Popen([exe, "serve", cfg], stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -328,7 +347,7 @@ def run_page(page: Page, bindir: str, verbose: bool = False) -> list[str]:
         shutil.rmtree(d, ignore_errors=True)
     os.makedirs(SCRATCH)
     os.makedirs(USER_HOME)
-    registry = Registry() if page.registry else None
+    registry = Registry(int(page.registry.rsplit(":", 1)[1]), "\n".join(page.lines)) if page.registry else None
     try:
         if registry:
             registry.start()
