@@ -34,9 +34,9 @@ Every setup but ``repo`` starts in the (empty) scratch directory.
 when it is free, else on a free port with as many digits, which no line of
 the page names. Then HOST:PORT in the commands is replaced by the real
 address, and the real address in the output by HOST:PORT, so the page reads
-as if the registry were at HOST:PORT. ``needs=CMD,CMD`` names programs the examples
-run besides imggit (jq, skopeo...): without them the tool stops, and
-tests/test_docs.py skips the page.
+as if the registry were at HOST:PORT. ``needs=CMD,CMD`` names programs
+that the examples run besides imggit (jq, skopeo...): without them the
+tool stops, and tests/test_docs.py skips the page.
 
 Extra preparation, whose output is not shown, goes in a comment anywhere
 in the page. It runs at that point, in a subshell (a cd or an export there
@@ -55,7 +55,9 @@ A block right after a line ``<!-- norun -->`` is left as it is.
 
 The environment is the same everywhere, so that the output is too:
 
-    IMGGIT_HOME=/tmp/imggit-docs/home     (made empty first)
+    IMGGIT_HOME=/tmp/imggit-docs/home     (made empty first; a lock on
+                                          /tmp/imggit-docs/.lock keeps
+                                          two runs apart)
     scratch directory /tmp/imggit-docs/scratch   (made empty first)
     HOME=/tmp/imggit-docs/user            (empty: no Docker or git config)
     no DOCKER_HOST, no other IMGGIT_* variable: names without a transport go
@@ -74,7 +76,8 @@ compared and when it is written, the tool replaces it with a placeholder
     the id of a record commit of the journal (its time is in it), as git
     prints it: `* 9c090d0 demo/tool:1: 9bca6ccae8ce`, `9c090d0 refs/imggit/...`
                                            9c090d0  ->  xxxxxxx
-    a temporary name made by Python's tempfile (.tmp-imggit-k2j4_x9q)
+    the random part of a temporary file or directory that imggit names
+    (tempfile: /tmp/imggit-archive-k2j4_x9q, .../.tmp-0a1b2c3d)
                                            k2j4_x9q  ->  XXXXXXXX
     a transfer rate                        1.2 MB/s  ->  N B/s
 
@@ -87,6 +90,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import fcntl
 import os
 import re
 import shutil
@@ -122,11 +126,11 @@ NORMALISE = [
     ("time of a move in imggit reflog",
      re.compile(r"\b\d{4}-\d\d-\d\d \d\d:\d\d\b(?!:\d)"), "YYYY-MM-DD HH:MM"),
     ("record commit of the journal, in git log --oneline",
-     re.compile(r"^([*|/\\ ]*)[0-9a-f]{7,12}(?= \S+: [0-9a-f]{12}$)", re.M), r"\1xxxxxxx"),
+     re.compile(r"^([*|/\\ ]*)[0-9a-f]{7,12}(?= \S+: [0-9a-f]{12}$)", re.MULTILINE), r"\1xxxxxxx"),
     ("record commit of the journal, in git reflog",
-     re.compile(r"^[0-9a-f]{7,12}(?= refs/imggit)", re.M), "xxxxxxx"),
+     re.compile(r"^[0-9a-f]{7,12}(?= refs/imggit)", re.MULTILINE), "xxxxxxx"),
     ("temporary name made by tempfile",
-     re.compile(r"(\b(?:tmp|imggit)[-._A-Za-z]*?[-_.])[a-z0-9_]{8}\b"), r"\1XXXXXXXX"),
+     re.compile(r"(/(?:tmp|\.tmp-|\.?imggit-(?:archive-|layer-|ociarchive-|ca-)?))[a-z0-9_]{8}\b"), r"\1XXXXXXXX"),
     ("transfer rate",
      re.compile(r"\b\d+(?:\.\d+)? ?[kMG]?i?B/s\b"), "N B/s"),
 ]
@@ -298,7 +302,7 @@ class Registry:
         self.port = free_port(shown, avoid)
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "Registry":
+    def start(self) -> Registry:
         exe = shutil.which("docker-registry")
         if not exe:
             raise Failure("this page needs docker-registry (apt-get install docker-registry)")
@@ -316,9 +320,8 @@ class Registry:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise Failure(f"docker-registry exited; see {REGISTRY_DIR}/log")
-            with contextlib.suppress(OSError):
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return self
             time.sleep(0.1)
         raise Failure("docker-registry did not start")
 
@@ -386,8 +389,9 @@ def run_page(page: Page, bindir: str, verbose: bool = False) -> list[str]:
             print(f"--- {os.path.relpath(page.path)}: setup={page.setup}"
                   + (f", registry on 127.0.0.1:{registry.port}" if registry else ""), file=sys.stderr)
         try:
-            p = subprocess.run(["bash", "--norc", "--noprofile", "-c", "\n".join(script)], cwd=SCRATCH, env=env,
-                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=PAGE_TIMEOUT)
+            p = subprocess.run(["bash", "--norc", "--noprofile", "-c", "\n".join(script)], check=False, cwd=SCRATCH,
+                               env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                               timeout=PAGE_TIMEOUT)
         except subprocess.TimeoutExpired:
             raise Failure(f"{os.path.relpath(page.path)}: the examples took more than {PAGE_TIMEOUT}s") from None
         text = p.stdout
@@ -427,8 +431,7 @@ def render(page: Page, outs: list[str]) -> str:
             new += rest
             out = outs[k]
             k += 1
-            if out.endswith("\n"):
-                out = out[:-1]
+            out = out.removesuffix("\n")
             if out:
                 new += [ln.rstrip() for ln in out.split("\n")]
         pos = block.end
@@ -467,6 +470,14 @@ def main(argv: list[str] | None = None) -> int:
     if os.path.exists("/var/run/docker.sock"):
         print("examples.py: warning: /var/run/docker.sock exists; if an engine answers there, names without a "
               "transport go to it and the output will differ", file=sys.stderr)
+    # one run at a time: every page uses the same fixed directories
+    os.makedirs(BASE, exist_ok=True)
+    with open(os.path.join(BASE, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return run_pages(parsed, bindir, check=args.check, verbose=args.verbose)
+
+
+def run_pages(parsed: list[Page], bindir: str, *, check: bool, verbose: bool) -> int:
     differ = 0
     failed = 0
     for page in parsed:
@@ -475,19 +486,19 @@ def main(argv: list[str] | None = None) -> int:
             continue
         t0 = time.monotonic()
         try:
-            outs = run_page(page, bindir, args.verbose)
+            outs = run_page(page, bindir, verbose)
         except Failure as e:
             print(f"examples.py: {e}", file=sys.stderr)
             failed += 1
             continue
         old = "\n".join(page.lines)
         new = render(page, outs)
-        if args.verbose:
+        if verbose:
             print(f"    {rel}: {time.monotonic() - t0:.1f}s", file=sys.stderr)
         if new == old:
             continue
         differ += 1
-        if args.check:
+        if check:
             sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
                                                        rel, rel + " (as run now)"))
         else:
@@ -496,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rewrote {rel}", file=sys.stderr)
     if failed:
         return 2
-    return 1 if differ and args.check else 0
+    return 1 if differ and check else 0
 
 
 if __name__ == "__main__":
