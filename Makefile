@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit bench lint clean
+.PHONY: demo test test-unit bench lint docs docs-check clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,14 @@ test-unit: $(STAMP)
 # Benchmarks against the real engine and other tools; prints every ratio (docs/performance.md).
 bench: $(STAMP)
 	$(BIN)/python tests/bench/run.py
+
+# Run every example of docs/*.md and write its real output into the page (docs/tools/examples.py).
+docs: $(STAMP)
+	$(BIN)/python docs/tools/examples.py
+
+# Fail with a diff when a page's examples no longer show what imggit prints.
+docs-check: $(STAMP)
+	$(BIN)/python docs/tools/examples.py --check
 
 lint: $(STAMP)
 	$(BIN)/pip install -q ruff mypy
