@@ -182,4 +182,5 @@ def parse_store(text: str | None) -> StoreSpec:
     if sep and (head in _OTHER_SKOPEO or rest.startswith("//")):
         raise RefError(f"unknown transport {head!r}")
     raise RefError(f"{text!r} is not a store",
-                   hint="name one as docker-daemon:, embedded:, oci:DIR, docker-archive:FILE or oci-archive:FILE")
+                   hint="name one as docker-daemon:, embedded:, oci:DIR, docker-archive:FILE, oci-archive:FILE "
+                        "or docker://HOST/REPO")

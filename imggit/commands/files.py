@@ -75,7 +75,8 @@ def diff(a: str, b: str, paths: tuple[str, ...], as_stat: bool, name_status: boo
     """File-level difference between two revisions or images.
 
     Compares the filesystems A and B make (type, size, mode, owner, mtime,
-    link target, xattrs; contents only with -p). A: added in B, D: deleted,
+    link target, xattrs, content hash; -p shows the content diff). A: added
+    in B, D: deleted,
     M: modified, T: type changed.
 
     \b

@@ -19,15 +19,15 @@ from ..cli import CONTEXT, _ctx, main, out, style, warn  # noqa: F401
 @click.option("--graph", is_flag=True, help="Draw the steps of several images as a graph; shared bases once.")
 @click.option("--all", "all_images", is_flag=True, help="Every tagged image of the default store (implies --graph).")
 @click.option("--stat", "as_stat", is_flag=True, help="Under each step, the files it changes and a size bar "
-              "(reads layer headers, cached).")
+              "(reads each layer once to index and hash it; cached).")
 def log(refs: tuple[str, ...], oneline: bool, layers_only: bool, as_json: bool, limit: int | None,
         graph: bool, all_images: bool, as_stat: bool) -> None:
     """Show the steps of an image, newest first, like git log.
 
     Each step is a history entry of the image; the id shown is the chain id
     of the layers up to that step (empty steps, which carry no layer, show
-    dashes). Only metadata is read, no layer bytes (--stat reads layer
-    headers once; they are cached).
+    dashes). Only metadata is read, no layer bytes (--stat reads each
+    layer once to index it; the index is cached).
 
     \b
     Examples:

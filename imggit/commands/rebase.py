@@ -13,21 +13,26 @@ def _fmt(v) -> str:  # type: ignore[no-untyped-def]
     return "(unset)" if v is None else json.dumps(v, ensure_ascii=False)
 
 
-def _print_plan(plan) -> None:  # type: ignore[no-untyped-def]
+def _print_plan(plan, picking: bool = False) -> None:  # type: ignore[no-untyped-def]
     from ..model import human_size
 
     img, up, new = plan.image, plan.upstream, plan.onto
-    click.echo(f"rebasing {img.describe()} onto {new.describe()} (upstream {up.describe()}: {plan.upstream_how})",
-               err=True)
-    click.echo(f"  replaying {plan.own_steps} step(s), {len(plan.own_layers)} layer(s); their blobs are untouched",
-               err=True)
+    if picking:
+        click.echo(f"picking the top {plan.own_steps} step(s) of {img.describe()} ({len(plan.own_layers)} "
+                   f"layer(s), blobs untouched) onto {new.describe()}", err=True)
+    else:
+        click.echo(f"rebasing {img.describe()} onto {new.describe()} (upstream {up.describe()}: "
+                   f"{plan.upstream_how})", err=True)
+        click.echo(f"  replaying {plan.own_steps} step(s), {len(plan.own_layers)} layer(s); their blobs are "
+                   "untouched", err=True)
     for c in plan.file_conflicts:
         size = lambda n: "absent" if n is None else human_size(n)  # noqa: E731
         mine = "deleted" if c.image_size is None else human_size(c.image_size)
         out(f"{c.kind} /{c.path}  base: {size(c.base_before)} -> {size(c.base_after)}, "
             f"image layer {c.image_layer + 1}: {mine}")
     for c in plan.config_conflicts:
-        out(f"C config {c.field}  base: {_fmt(c.base)} -> {_fmt(c.theirs)}, image: {_fmt(c.ours)} (image's kept)")
+        kept = "the picked steps' value kept" if picking else "image's kept"
+        out(f"C config {c.field}  base: {_fmt(c.base)} -> {_fmt(c.theirs)}, image: {_fmt(c.ours)} ({kept})")
     if not plan.checked:
         click.echo("  files not compared (--no-check)", err=True)
 
@@ -213,7 +218,7 @@ def cherry_pick(range_: str, onto: str, tag: str | None, strict: bool, no_check:
     o = parse_rev(onto)
     res = op.rebase(c.session, onto, right, left, tag=tag or onto, check=not no_check, strict=strict,
                     dry_run=dry_run)
-    _print_plan(res.plan)
+    _print_plan(res.plan, picking=True)
     if dry_run:
         click.echo("dry run: nothing written", err=True)
         return

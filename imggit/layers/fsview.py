@@ -109,15 +109,18 @@ class FsView:
                 from .tarfmt import normalize
 
                 t = self.paths.get(normalize(m.linkname))
+                link_layer = layer
                 if t is not None and t.member.is_file:
-                    m = t.member
+                    m, link_layer = t.member, t.layer   # its bytes live where the target's do
+            else:
+                link_layer = layer
             old = self.paths.get(p)
             prev = changes.get(p)
             before = prev.old if prev is not None else (old.member if old is not None else None)
             if old is not None and not (old.member.is_dir and m.is_dir):
                 if old.member.is_dir:
                     removed(self._remove(p, include_self=False))
-            self._set(p, Entry(m, layer))
+            self._set(p, Entry(m, link_layer))
             if before is None:
                 status = "A"
             elif before.type != m.type and not (before.is_file and m.is_file):

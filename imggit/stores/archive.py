@@ -89,7 +89,7 @@ class TarFile:
                     self.entries[m.path] = _Entry(m.path, m.type, m.data_offset, m.size, m.linkname)
             except FormatError as e:
                 detail = str(e).replace(what, "it").replace("it is ", "")
-                raise FormatError(f"{what} is not a valid tar archive ({detail})") from None
+                raise FormatError(f"{what} is not a valid tar archive: {detail}") from None
 
     def close(self) -> None:
         if self._tmp:
