@@ -60,6 +60,16 @@ def warn(msg: str) -> None:
     click.echo(click.style("warning: ", fg="yellow") + msg, err=True)
 
 
+def written(res) -> None:  # type: ignore[no-untyped-def]
+    """The last lines of a verb that wrote an image: where the tag now points, and the new id."""
+    from .model import short
+
+    r = res.result
+    moved = f" (was {short(r.previous)})" if r.previous and r.previous != r.image.id else ""
+    click.echo(f"{res.tag or '(untagged)'} in {res.dest.describe()} -> {short(r.image.id)}{moved}", err=True)
+    out(r.image.id)
+
+
 class ImggitGroup(click.Group):
     """Maps library errors to one-line messages and exit codes."""
 

@@ -11,19 +11,9 @@ import time
 import pytest
 
 from imggit.layers import build as b
+from oneline import one_line
 from imggit.session import Session
 
-
-def one_line(r, code, *needles):
-    assert r.code == code, r
-    assert "Traceback" not in r.err and "internal error" not in r.err, r.err
-    lines = [l for l in r.err.splitlines() if l.strip()]
-    assert 1 <= len(lines) <= 2, r.err
-    assert lines[0].startswith("imggit: error: "), r.err
-    if len(lines) == 2:
-        assert lines[1].startswith("hint: "), r.err
-    for n in needles:
-        assert n in r.err, (n, r.err)
 
 
 @pytest.fixture

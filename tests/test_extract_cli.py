@@ -11,7 +11,7 @@ import pytest
 
 from imggit.layers import build as b
 from imggit.session import Session
-from test_errors import one_line
+from oneline import one_line
 
 ROOT = os.geteuid() == 0
 

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..cli import CONTEXT, _ctx, main, out, warn
+from ..cli import CONTEXT, _ctx, main, out, warn, written
 
 
 def _fmt(v) -> str:  # type: ignore[no-untyped-def]
@@ -136,15 +136,10 @@ def rebase(args: tuple[str, ...], onto: str | None, interactive: bool, todo_file
     if dry_run:
         click.echo("dry run: nothing written", err=True)
         return
-    r = res.result
-    assert r is not None
-    moved = f" (was {short(r.previous)})" if r.previous and r.previous != r.image.id else ""
-    click.echo(f"{res.tag or '(untagged)'} in {res.dest.describe()} -> {short(r.image.id)}{moved}", err=True)
-    out(r.image.id)
+    written(res)
 
 
 def _interactive(c, args, todo_file, tag, dry_run) -> None:  # type: ignore[no-untyped-def]
-    from ..model import short
     from ..ops import interactive
     from ..render import step_text
     from ..revisions import parse_rev
@@ -180,11 +175,7 @@ def _interactive(c, args, todo_file, tag, dry_run) -> None:  # type: ignore[no-u
     if dry_run:
         click.echo("dry run: nothing written", err=True)
         return
-    r = res.result
-    assert r is not None
-    moved = f" (was {short(r.previous)})" if r.previous and r.previous != r.image.id else ""
-    click.echo(f"{res.tag or '(untagged)'} in {res.dest.describe()} -> {short(r.image.id)}{moved}", err=True)
-    out(r.image.id)
+    written(res)
 
 
 @main.command(name="cherry-pick", context_settings=CONTEXT, short_help="Append the top steps of one image onto another.")

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..cli import CONTEXT, _ctx, main, out
+from ..cli import CONTEXT, _ctx, main, written
 
 _COMPRESS = click.Choice(["auto", "gzip", "zstd", "none"])
-
-
-def _written(res) -> None:  # type: ignore[no-untyped-def]
-    from ..model import short
-
-    r = res.result
-    moved = f" (was {short(r.previous)})" if r.previous and r.previous != r.image.id else ""
-    click.echo(f"{res.tag or '(untagged)'} in {res.dest.describe()} -> {short(r.image.id)}{moved}", err=True)
-    out(r.image.id)
 
 
 @main.command(name="filter", context_settings=CONTEXT, short_help='Purge paths from every layer of an image.')
@@ -60,7 +51,7 @@ def filter_(ref: str, patterns: tuple[str, ...], tag: str | None, dry_run: bool,
     if dry_run:
         click.echo("dry run: nothing written", err=True)
         return
-    _written(res)
+    written(res)
 
 
 @main.command(context_settings=CONTEXT, short_help='Add or replace files: a new step, or --into a step.')
@@ -93,4 +84,4 @@ def amend(ref: str, adds: tuple[str, ...], chmod: str | None, chown: str | None,
     where = "a new top step" if res.into is None else f"step {res.into + 1}"
     click.echo(f"added {len(res.added)} path(s) as {where}" + (f", replacing {len(res.replaced)}" if res.replaced
                                                                else ""), err=True)
-    _written(res)
+    written(res)

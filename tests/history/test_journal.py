@@ -15,7 +15,7 @@ import sys
 
 import pytest
 from conftest import Result
-from test_errors import one_line
+from oneline import one_line
 
 from imggit.errors import RefError, StoreError
 from imggit.layers import build as b

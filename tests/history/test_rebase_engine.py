@@ -16,7 +16,7 @@ import os
 import re
 
 import pytest
-from test_errors import one_line
+from oneline import one_line
 
 from imggit.errors import RefError
 from imggit.layers import build as b

@@ -9,7 +9,7 @@ and every field a dropped step set is named (or ``--config-from``).
 from __future__ import annotations
 
 import pytest
-from test_errors import one_line
+from oneline import one_line
 
 from imggit.layers import build as b
 from imggit.session import Session

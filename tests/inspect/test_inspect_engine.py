@@ -34,7 +34,7 @@ import re
 import pytest
 from fsjudge import EMPTY, FIXED_MTIME, PATH_ENV, Docker, Fs, changes, file_bytes, ignored, step_fs
 from fsutil import tar_members
-from test_errors import one_line
+from oneline import one_line
 
 from imggit.layers import build as b
 from imggit.session import Session

@@ -25,7 +25,7 @@ import sys
 import pytest
 from fsjudge import PATH_ENV, Docker, Fs, changes
 from fsutil import tar_members
-from test_errors import one_line
+from oneline import one_line
 
 from imggit.layers import build as b
 from imggit.session import Session

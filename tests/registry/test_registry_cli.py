@@ -9,21 +9,11 @@ import pytest
 import rig
 from imggit.session import Session
 from imggit.validate import validate
+from oneline import one_line
 from registry_helpers import oci_with_random, push_random, unique
 
 pytestmark = pytest.mark.registry
 
-
-def one_line(r, code, *needles):
-    assert r.code == code, r
-    assert "Traceback" not in r.err and "internal error" not in r.err, r.err
-    lines = [l for l in r.err.splitlines() if l.strip()]
-    assert 1 <= len(lines) <= 2, r.err
-    assert lines[0].startswith("imggit: error: "), r.err
-    if len(lines) == 2:
-        assert lines[1].startswith("hint: "), r.err
-    for n in needles:
-        assert n in r.err, (n, r.err)
 
 
 def test_push_then_pull_round_trip(cli, home, registry, tmp_path, request):
