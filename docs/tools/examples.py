@@ -270,6 +270,8 @@ def environment(bindir: str) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "TERM": "dumb",
         "PYTHONDONTWRITEBYTECODE": "1",
+        # the pages document the imggit of this tree, also from a git worktree whose venv is another's
+        "PYTHONPATH": ROOT,
     }
     return env
 

@@ -139,6 +139,10 @@ def gc(store: str | None, prune_days: float, dry_run: bool) -> None:
     STORE is the embedded store (default) or oci:DIR. A blob stays while a
     tag, or a journal entry younger than --prune, reaches it (so undo and
     REF@{N} keep working for that long).
+
+    Without STORE, gc also cleans the download cache that pull keeps for
+    resuming: blobs no pull used, and partial downloads nobody resumed, for
+    --prune days.
     """
     from ..model import human_size
     from ..ops import reflog as op
@@ -148,3 +152,6 @@ def gc(store: str | None, prune_days: float, dry_run: bool) -> None:
     verb = "would remove" if dry_run else "removed"
     out(f"{res.store}: {verb} {len(res.removed_blobs)} blob(s) and {len(res.removed_entries)} untagged "
         f"image(s), {human_size(res.freed)} freed; {res.kept_blobs} blob(s) kept")
+    if res.cache is not None:
+        out(f"the download cache: {verb} {res.cache.removed} file(s), {human_size(res.cache.freed)} freed; "
+            f"{res.cache.kept} kept")

@@ -113,6 +113,7 @@ class GcResult:
     removed_entries: list[str] = field(default_factory=list)
     removed_tmp: int = 0
     kept_blobs: int = 0
+    cache: Any = None           # the download cache's PruneResult (gc of the embedded store only)
 
     @property
     def freed(self) -> int:
@@ -198,19 +199,23 @@ def gc(session: Session, store_text: str | None, *, prune_days: float = 14, dry_
                     if time.time() - os.path.getmtime(p) > 3600:
                         stale_tmp.append(p)
                         res.removed_tmp += os.path.getsize(p)
-        if dry_run:
-            return res
-        if res.removed_entries:
-            index["manifests"] = kept_items
-            store._atomic_write(index_path, dump_json(index))
-        for digest, _ in res.removed_blobs:
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(blob_dir, digest[7:]))
-        for p in stale_tmp:
-            with contextlib.suppress(OSError):
-                os.unlink(p)
+        if not dry_run:
+            if res.removed_entries:
+                index["manifests"] = kept_items
+                store._atomic_write(index_path, dump_json(index))
+            for digest, _ in res.removed_blobs:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(blob_dir, digest[7:]))
+            for p in stale_tmp:
+                with contextlib.suppress(OSError):
+                    os.unlink(p)
     if store_text is None:
         _clean_home_tmp(res, dry_run)
+        from ..registry.blobcache import BlobCache
+
+        cache = BlobCache()
+        if os.path.isdir(cache.root):
+            res.cache = cache.prune(max_age, dry_run)
     return res
 
 

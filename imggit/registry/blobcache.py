@@ -9,6 +9,9 @@
 A partial file only ever grows by bytes received in order, so after a
 crash (even SIGKILL) the next download resumes from its length with an HTTP
 Range request; it becomes a complete blob only once its digest checked.
+
+A blob's mtime is the last time a pull used it: ``imggit gc`` removes what
+no pull used (and partial downloads nobody resumed) for ``--prune`` days.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import time
+from dataclasses import dataclass
 from typing import Iterator
 
 from ..config import cache_path
@@ -34,6 +39,13 @@ def hash_file(path: str, limit: int | None = None) -> "hashlib._Hash":
             if left is not None:
                 left -= len(b)
     return h
+
+
+@dataclass
+class PruneResult:
+    removed: int = 0
+    freed: int = 0
+    kept: int = 0
 
 
 class BlobCache:
@@ -61,6 +73,8 @@ class BlobCache:
         if p is None:
             return None
         if "sha256:" + hash_file(p).hexdigest() == digest:
+            with contextlib.suppress(OSError):
+                os.utime(p)             # used now: gc keeps it another --prune days
             return p
         with contextlib.suppress(OSError):
             os.unlink(p)
@@ -82,6 +96,64 @@ class BlobCache:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def prune(self, max_age: float, dry_run: bool = False) -> PruneResult:
+        """Remove blobs no pull used, and partial downloads nobody resumed, for ``max_age`` seconds.
+
+        A partial download that a running pull holds (its lock is taken) is never touched.
+        """
+        res = PruneResult()
+        if not os.path.isdir(self.root):
+            return res
+        cutoff = time.time() - max_age
+
+        def expire(path: str, free: bool = True) -> None:
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                if not free or st.st_mtime >= cutoff:
+                    res.kept += 1
+                    return
+                if not dry_run:
+                    os.unlink(path)
+                res.removed += 1
+                res.freed += st.st_size
+
+        for alg in sorted(os.listdir(self.root)):
+            d = os.path.join(self.root, alg)
+            if alg != "partial" and os.path.isdir(d):
+                for name in sorted(os.listdir(d)):
+                    expire(os.path.join(d, name))
+        pdir = os.path.join(self.root, "partial")
+        names = sorted(os.listdir(pdir)) if os.path.isdir(pdir) else []
+        for name in names:
+            if not name.endswith(".lock"):
+                with self._try_lock(name) as free:
+                    expire(os.path.join(pdir, name), free)
+        if not dry_run:
+            for name in names:
+                # a lock file whose download is gone, and that nobody holds
+                if name.endswith(".lock") and not os.path.exists(os.path.join(pdir, name[:-5])):
+                    with contextlib.suppress(OSError), self._try_lock(name[:-5]) as free:
+                        if free:
+                            os.unlink(os.path.join(pdir, name))
+        return res
+
+    @contextlib.contextmanager
+    def _try_lock(self, digest: str) -> Iterator[bool]:
+        """The download lock of ``digest`` without waiting: yields whether it was free."""
+        fd = os.open(self.partial(digest) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import Result
@@ -452,6 +453,27 @@ def test_gc_of_the_embedded_store(L, home, cli):
     assert r.code == 0 and "removed 3 blob(s) and 1 untagged image(s)" in r.out, r
     assert not emb.has_blob(layer)
     assert emb.get("app").id == L.ids["v2"]
+
+
+def test_gc_of_the_embedded_store_cleans_the_download_cache(L, home, cli):
+    """Cache blobs no pull used for --prune days go; young ones stay; gc of an OCI layout leaves the cache."""
+    cache = home / "cache" / "blobs"
+    old, young = cache / "sha256" / ("1" * 64), cache / "sha256" / ("2" * 64)
+    part = cache / "partial" / ("sha256:" + "3" * 64)
+    for p, n in ((old, 3000), (young, 5), (part, 700)):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x" * n)
+    t = time.time() - 30 * 86400
+    os.utime(old, (t, t))
+    os.utime(part, (t, t))
+    r = cli("gc", L.ref)
+    assert r.code == 0 and "download cache" not in r.out and old.exists(), r
+    r = cli("gc", "-n")
+    assert r.code == 0 and "the download cache: would remove 2 file(s), 3.7 kB freed; 1 kept" in r.out, r
+    assert old.exists() and part.exists()
+    r = cli("gc")
+    assert r.code == 0 and "the download cache: removed 2 file(s), 3.7 kB freed; 1 kept" in r.out, r
+    assert not old.exists() and not part.exists() and young.exists()
 
 
 def test_gc_keeps_an_image_the_journal_still_names_after_its_tag_was_undone(L, home, cli):
