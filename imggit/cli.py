@@ -28,15 +28,17 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 class Ctx:
-    def __init__(self, verbose: int, platform: str | None) -> None:
+    def __init__(self, verbose: int, platform: str | None, registry_options: dict[str, Any] | None = None) -> None:
         self.verbose = verbose
         self.platform = platform
+        self.registry_options = registry_options or {}
         self._session: Session | None = None
 
     @property
     def session(self) -> Session:
         if self._session is None:
             self._session = Session(platform=self.platform, log=self.info)
+            self._session.registry_options.update(self.registry_options)
         return self._session
 
     def info(self, msg: str) -> None:
@@ -105,8 +107,15 @@ class ImggitGroup(click.Group):
 @click.option("-v", "--verbose", count=True, help="Say where references went and what was read.")
 @click.option("--platform", metavar="OS/ARCH[/VARIANT]", envvar="IMGGIT_PLATFORM",
               help="Platform to pick from multi-platform images (default: this host's).")
+@click.option("--creds", metavar="USER[:PASSWORD]",
+              help="Credentials for every docker:// reference of the command (default: IMGGIT_REGISTRY_AUTH, "
+                   "then Docker's config.json and credential helpers). Without :PASSWORD it is asked for.")
+@click.option("--tls-verify", type=click.BOOL, default=None, metavar="BOOL",
+              help="Verify registries' TLS certificates (default: true, or IMGGIT_TLS_VERIFY). "
+                   "false also allows plain HTTP.")
 @click.pass_context
-def main(ctx: click.Context, verbose: int, platform: str | None) -> None:
+def main(ctx: click.Context, verbose: int, platform: str | None, creds: str | None,
+         tls_verify: bool | None) -> None:
     """git's history tools for container images.
 
     An image is a chain of steps (its history); a step may carry a layer.
@@ -119,7 +128,7 @@ def main(ctx: click.Context, verbose: int, platform: str | None) -> None:
       docker-daemon:app:1   the Docker engine      embedded:app:1  the embedded store
       oci:DIR[:TAG]         an OCI layout          oci-archive:FILE[:TAG]
       docker-archive:FILE[:NAME]   a docker save archive
-      docker://HOST/REPO[:TAG|@DIGEST]   a registry (pull, push, cp, log, show, ls)
+      docker://HOST/REPO[:TAG|@DIGEST]   a registry (in every verb)
     Revisions (git's syntax):
       app:1~2  two steps back     app:1^  one step back     base..app  steps of app above base
 
@@ -132,9 +141,21 @@ def main(ctx: click.Context, verbose: int, platform: str | None) -> None:
             parse_platform(platform)
         except ImggitError as e:
             raise click.BadParameter(e.message + (f" ({e.hint})" if e.hint else ""), param_hint="--platform")
-    obj = Ctx(verbose, platform)
+    obj = Ctx(verbose, platform, registry_options(creds, tls_verify))
     ctx.obj = obj
     ctx.call_on_close(obj.close)
+
+
+def registry_options(creds: str | None, tls_verify: bool | None) -> dict[str, Any]:
+    """--creds and --tls-verify as keyword arguments of registry stores (a password is asked for)."""
+    opts: dict[str, Any] = {}
+    if creds is not None:
+        if ":" not in creds:
+            creds = creds + ":" + click.prompt(f"password for {creds}", hide_input=True, err=True)
+        opts["creds"] = creds
+    if tls_verify is not None:
+        opts["tls_verify"] = tls_verify
+    return opts
 
 
 def _ctx() -> Ctx:

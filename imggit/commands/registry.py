@@ -94,10 +94,11 @@ class ProgressView:
 def _options(jobs: int, quiet: bool, creds: str | None, tls_verify: bool | None, verb: str) -> Any:
     from ..ops.transfer import TransferOptions
 
-    if creds is not None and ":" not in creds:
-        creds = creds + ":" + click.prompt(f"password for {creds}", hide_input=True, err=True)
+    from ..cli import registry_options
+
+    opts = registry_options(creds, tls_verify)
     view = ProgressView(verb) if not quiet and sys.stderr.isatty() else None
-    return TransferOptions(jobs=jobs, progress=view, creds=creds, tls_verify=tls_verify), view
+    return TransferOptions(jobs=jobs, progress=view, creds=opts.get("creds"), tls_verify=opts.get("tls_verify")), view
 
 
 def _report(res: Any, verb: str, quiet: bool, fetched: str) -> None:

@@ -50,6 +50,30 @@ def test_tls_basic_creds_from_env_and_docker_config(cli, home, trust, tmp_path, 
     assert r.code == 0, r
 
 
+def test_global_creds_and_tls_verify_reach_every_verb(cli, home, tls_registry, tmp_path, monkeypatch, request):
+    """imggit --creds / --tls-verify before the verb: log, tag (registry-native) and extract use them."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
+    monkeypatch.setenv("IMGGIT_CERTS_D", tls_registry.certs_d)
+    repo = unique(request)
+    res = push_random(tls_registry.addr, repo, "1", "global-creds", creds="alice:s3cret")
+    ref = f"docker://{tls_registry.addr}/{repo}:1"
+    one_line(cli("log", "--oneline", ref), 4, "requires authentication")
+    r = cli("--creds", "alice:s3cret", "log", "--oneline", ref)
+    assert r.code == 0 and len(r.out.splitlines()) == len(res.image.steps), r
+    r = cli("--creds", "alice", "show", ref, input="s3cret\n")          # the password is asked for
+    assert r.code == 0 and res.image.id[7:19] in r.out, r
+    one_line(cli("--creds", "alice:wrong", "show", ref), 4, "refused the credentials from --creds")
+    r = cli("--creds", "alice:s3cret", "tag", ref + "~1", f"docker://{tls_registry.addr}/{repo}:below")
+    assert r.code == 0, r
+    r = cli("--creds", "alice:s3cret", "extract", ref, str(tmp_path / "x"))
+    assert r.code == 0 and any((tmp_path / "x").iterdir()), r
+    # an untrusted certificate, then verification turned off for the whole command
+    monkeypatch.setenv("IMGGIT_CERTS_D", str(tmp_path / "empty-certs.d"))
+    one_line(cli("--creds", "alice:s3cret", "log", ref), 4, "not trusted")
+    r = cli("--creds", "alice:s3cret", "--tls-verify=false", "log", "--oneline", ref)
+    assert r.code == 0, r
+
+
 def test_tls_basic_refused_and_missing_credentials(cli, home, trust, request, monkeypatch, tmp_path):
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
     repo = unique(request)
