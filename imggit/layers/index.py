@@ -30,6 +30,10 @@ _FIELDS = ("name", "type", "mode", "uid", "gid", "size", "mtime", "linkname", "u
            "devmajor", "devminor", "pax", "header_offset", "data_offset", "raw_ok")
 
 
+_SHARED = [_FIELDS.index(f) for f in ("type", "mode", "uid", "gid", "mtime", "uname", "gname")]
+_PAX = _FIELDS.index("pax")
+
+
 def _path(diff_id: str) -> str:
     return cache_path("index", diff_id.replace(":", "-") + ".json.gz")
 
@@ -49,7 +53,14 @@ def load_cached(diff_id: str) -> list[Member] | None:
         return None
     out = []
     n = len(_FIELDS)
-    for row in data["members"]:
+    same = tarfmt._Interner()
+    rows = data.pop("members")
+    for k, row in enumerate(rows):
+        rows[k] = None           # the rows go as the members come
+        for f in _SHARED:
+            row[f] = same[row[f]]
+        if not row[_PAX]:
+            row[_PAX] = tarfmt.NO_PAX
         m = Member(*row[:n])
         m.path = tarfmt.normalize(m.name)
         if len(row) > n:

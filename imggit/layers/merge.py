@@ -217,6 +217,7 @@ class _Planner:
         self.cs = _Changeset()
         self.base = base
         self.meta: dict[object, Member] = {}      # inode -> the member whose metadata it has last
+        self.content: dict[int, Member] = {}      # inode of a file -> the member whose bytes it has
 
     # --- what is at a path now --------------------------------------------------------------
 
@@ -266,7 +267,7 @@ class _Planner:
                 continue
             done.append(parts[i])
             i += 1
-        return "/".join(done + [parts[-1]])
+        return p if not hops else "/".join(done + [parts[-1]])
 
     def ensure_parents(self, p: str, li: int) -> None:
         """The engine creates missing parents (mode 0600) and cannot put anything under a non-directory."""
@@ -331,8 +332,8 @@ class _Planner:
                 self.meta[inode] = m
                 cs.set(p, Node(PUT, li, m, inode=inode))
             elif m.is_file:
-                inode = (li, m.header_offset)
-                self.meta[inode] = m
+                inode = _file_inode(li, m)
+                self.meta[inode] = self.content[inode] = m
                 cs.set(p, Node(PUT, li, m, inode=inode))
             else:
                 cs.set(p, Node(PUT, li, m))
@@ -382,17 +383,19 @@ def _clamp(p: str) -> str:
     return "/".join(out) or "."
 
 
+_LAYER_SHIFT = 48     # a file's inode: its layer and header offset in one int (a tuple costs more)
+
+
+def _file_inode(li: int, m: Member) -> int:
+    return (li << _LAYER_SHIFT) | m.header_offset
+
+
 def plan_merge(layers: Sequence[Sequence[Member]], base: BaseView = EMPTY_BASE) -> MergePlan:
     planner = _Planner(base)
-    input_bytes = 0
-    file_members: list[tuple[int, Member]] = []
     for li, members in enumerate(layers):
-        for m in members:
-            if m.is_file and not m.is_whiteout and not m.is_opaque and not m.is_meta:
-                input_bytes += m.size
-                file_members.append((li, m))
         planner.apply(li, members)
-    return _emit(planner, len(layers), input_bytes, file_members)
+    input_bytes = sum(m.size for m in planner.content.values())
+    return _emit(planner, len(layers), input_bytes)
 
 
 def _gone(nodes: dict[str, Node], p: str, strict: bool = False) -> bool:
@@ -411,11 +414,11 @@ def _sort_key(p: str) -> tuple[str, ...]:
     return () if p == "." else tuple(p.split("/"))
 
 
-def _emit(planner: _Planner, nlayers: int, input_bytes: int, file_members: list[tuple[int, Member]]) -> MergePlan:
+def _emit(planner: _Planner, nlayers: int, input_bytes: int) -> MergePlan:
     cs, base = planner.cs, planner.base
     nodes = cs.nodes
     order = sorted(nodes, key=_sort_key)
-    content = {(li, m.header_offset): (li, m) for li, m in file_members}
+    content = planner.content
     plan = MergePlan([], nlayers, input_bytes, base_known=base.known)
     primary_of: dict[object, str] = {}
     out = plan.entries
@@ -476,7 +479,8 @@ def _emit(planner: _Planner, nlayers: int, input_bytes: int, file_members: list[
             out.append(OutEntry(p, "header", n.layer, m, header=tarfmt.member_header(
                 meta, name=p, type=tarfmt.HARDLINK, linkname=target, size=0)))
             continue
-        cl, cm = content[ino]  # type: ignore[index]
+        cm = content[ino]  # type: ignore[index]
+        cl = ino >> _LAYER_SHIFT  # type: ignore[operator]
         primary_of[ino] = p
         plan.output_file_bytes += cm.size
         if m is cm and meta is cm and _is_raw_ok(m, p):
@@ -487,10 +491,9 @@ def _emit(planner: _Planner, nlayers: int, input_bytes: int, file_members: list[
                                 header=tarfmt.member_header(meta, name=p, type=tarfmt.REGULAR, linkname="",
                                                             size=cm.size)))
     # what the merge drops: file contents that no final path carries
-    carried = {ino for ino in primary_of if not (isinstance(ino, tuple) and ino[0] == "base")}
-    for li, m in file_members:
-        if (li, m.header_offset) not in carried and m.size:
-            plan.dropped.append((m.path, li, m.size))
+    for ino, m in content.items():
+        if ino not in primary_of and m.size:
+            plan.dropped.append((m.path, ino >> _LAYER_SHIFT, m.size))
     return plan
 
 

@@ -77,8 +77,25 @@ def _num(field_bytes: bytes) -> int:
 
 def normalize(name: str) -> str:
     """Canonical form of a member name: no leading ``/`` or ``./``, no ``//``, no trailing ``/``."""
+    if (name and name[0] != "/" and name[-1] != "/" and name != "." and not name.startswith("./")
+            and "//" not in name and "/./" not in name and not name.endswith("/.")):
+        return name    # already canonical: the same string (indexes hold one, not two)
     parts = [p for p in name.split("/") if p not in ("", ".")]
     return "/".join(parts) if parts else "."
+
+
+# Members share what repeats from one to the next (an index of 100,000 files holds one "root", one
+# 0o644, one mtime per build step), and members without pax records share one empty mapping, which
+# nothing may change: code that adds records copies it first (dict(m.pax)).
+NO_PAX: dict[str, str] = {}
+
+
+class _Interner(dict):  # type: ignore[type-arg]
+    def __missing__(self, key: object) -> object:
+        if len(self) > 4096:
+            self.clear()
+        self[key] = key
+        return key
 
 
 @dataclass(slots=True)
@@ -256,6 +273,7 @@ class TarReader:
         self._pad = 0        # padding after it
         self.ended = False
         self._global: dict[str, str] = {}
+        self._same = _Interner()
 
     def __iter__(self) -> Iterator[Member]:
         return self
@@ -336,20 +354,21 @@ class TarReader:
             typeflag = DIRECTORY if name.endswith("/") else REGULAR
         size = int(pax["size"]) if "size" in pax else fields["size"]
         data_offset = self.src.offset
+        same = self._same
         m = Member(
             name=name,
             type=typeflag,
-            mode=fields["mode"],
-            uid=int(pax["uid"]) if "uid" in pax else fields["uid"],
-            gid=int(pax["gid"]) if "gid" in pax else fields["gid"],
+            mode=same[fields["mode"]],
+            uid=same[int(pax["uid"]) if "uid" in pax else fields["uid"]],
+            gid=same[int(pax["gid"]) if "gid" in pax else fields["gid"]],
             size=size if typeflag not in (HARDLINK, SYMLINK, DIRECTORY, CHARDEV, BLOCKDEV, FIFO) else 0,
-            mtime=int(float(pax["mtime"])) if "mtime" in pax else fields["mtime"],
+            mtime=same[int(float(pax["mtime"])) if "mtime" in pax else fields["mtime"]],
             linkname=linkname,
-            uname=pax.get("uname") or _decode(_nts(block[265:297])),
-            gname=pax.get("gname") or _decode(_nts(block[297:329])),
+            uname=same[pax.get("uname") or _decode(_nts(block[265:297]))],
+            gname=same[pax.get("gname") or _decode(_nts(block[297:329]))],
             devmajor=fields["devmajor"],
             devminor=fields["devminor"],
-            pax=pax,
+            pax=pax or NO_PAX,
             header_offset=header_offset,
             data_offset=data_offset,
             raw_ok=not self._global,
