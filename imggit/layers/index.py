@@ -103,6 +103,26 @@ def index_stream(stream, what: str) -> list[Member]:  # type: ignore[no-untyped-
     return members
 
 
+def index_verified(src, diff_id: str, what: str) -> list[Member]:  # type: ignore[no-untyped-def]
+    """:func:`index_stream` of ``src`` read to its end, checking that its bytes hash to ``diff_id``."""
+    from ..errors import DigestMismatch
+
+    h = hashlib.sha256()
+
+    class _Tap:
+        def read(self, n: int = -1) -> bytes:
+            b = src.read(n)
+            h.update(b)
+            return b
+
+    members = index_stream(_Tap(), what)
+    while _Tap().read(1 << 20):
+        pass
+    if "sha256:" + h.hexdigest() != diff_id:
+        raise DigestMismatch(f"{what}: diff id mismatch: content hashes to sha256:{h.hexdigest()}")
+    return members
+
+
 def index_layers(store: "Store", image: Image, indices: Iterable[int], *,
                  digests: bool = False) -> dict[int, list[Member]]:
     """Headers of the given layers (with ``digests``: and each file's content hash): from the
@@ -128,24 +148,12 @@ def index_layers(store: "Store", image: Image, indices: Iterable[int], *,
             raw = store.open_blob(image, i)
             try:
                 stream, _ = open_decompressed(raw, what)
-                h = hashlib.sha256()
-
-                class _Tap:
-                    def read(self, n: int = -1) -> bytes:
-                        b = stream.read(n)
-                        h.update(b)
-                        return b
-
                 try:
-                    members = index_stream(_Tap(), what)
+                    members = index_verified(stream, layer.diff_id, what)
                 except ImggitError:
                     raise
                 except Exception as e:  # zlib, ISA-L, zstd and lzma each have their own error types
                     raise FormatError(f"{what} could not be decompressed: {e}") from None
-                if "sha256:" + h.hexdigest() != layer.diff_id:
-                    from ..errors import DigestMismatch
-
-                    raise DigestMismatch(f"{what}: diff id mismatch: content hashes to sha256:{h.hexdigest()}")
                 if hasattr(raw, "drain"):
                     raw.drain()
             finally:

@@ -153,3 +153,37 @@ def test_legacy_save_layer_names_are_predicted(app, with_engine, tmp_path):
     if not any(n.startswith("blobs/") for n in tarfile.open(archive).getnames()):   # the legacy shape
         assert set(predicted) <= dirs and len(dirs - set(predicted)) == 1
         assert sorted(predicted.values()) == list(range(len(diff_ids) - 1))
+
+
+def test_layers_come_from_the_data_root_else_from_save(app, with_engine, monkeypatch, tmp_path):
+    """Run as root next to the engine, layer bytes are put back together from the data root (tar-split):
+    no docker save. When that cannot be done, or is turned off, they come from save, identical."""
+    from imggit.layers.fetch import hash_file
+    from imggit.session import Session
+    from imggit.stores import tarsplit
+
+    def spool(name: str) -> tuple[object, dict[int, str]]:
+        st = Session().engine()
+        image = st.get(app)
+        wd = tmp_path / name
+        wd.mkdir()
+        files = st.spool_layers(image, range(len(image.layers)), str(wd))
+        return st, {i: hash_file(lf.path) for i, lf in files.items()}
+
+    st, direct = spool("direct")
+    n = len(direct)
+    assert (st.save_calls, st.direct_reads, st.direct_failures) == (0, n, [])
+    monkeypatch.setenv("IMGGIT_ENGINE_DIRECT", "0")
+    st, saved = spool("off")
+    assert (st.save_calls, st.direct_reads, st.direct_failures) == (1, 0, [])
+    assert saved == direct
+    monkeypatch.delenv("IMGGIT_ENGINE_DIRECT")
+
+    def unavailable(*a, **k):
+        raise tarsplit.Unavailable("not this time")
+
+    monkeypatch.setattr(tarsplit, "chunks", unavailable)
+    st, fallback = spool("fallback")
+    assert (st.save_calls, st.direct_reads, len(st.direct_failures)) == (1, 0, n)
+    assert "not this time" in st.direct_failures[0]
+    assert fallback == direct

@@ -51,6 +51,7 @@ from squash_cases import BY_NAME, CASES, GENERATED, Case
 
 from imggit.layers import build as b
 from imggit.layers import tarfmt
+from imggit.session import Session
 
 pytestmark = pytest.mark.engine
 
@@ -399,7 +400,7 @@ def _forms(cases: list[Case]) -> list[tuple[Case, str]]:
 
 
 @pytest.mark.parametrize("case,kind", _forms(FAST), ids=[f"{c.name}-{k}" for c, k in _forms(FAST)])
-def test_squash_is_exact(case, kind, images, docker, with_engine, cli, tmp_path):
+def test_squash_is_exact(case, kind, images, docker, with_engine, cli, tmp_path, monkeypatch):
     img = images.get(kind, case)
     new = f"{img.repo}:sq"
     r = cli("squash", f"{img.base}..{img.tag}", "-t", new)
@@ -411,6 +412,16 @@ def test_squash_is_exact(case, kind, images, docker, with_engine, cli, tmp_path)
     assert r.code == 0, r
     check_exact(docker, img, new, str(tmp_path))
     assert docker.inspect(img.tag)["Id"] == img.inspect["Id"], "the input image must not change"
+    # the layers came from the engine's data root (tar-split), each checked against its diff id; the
+    # same squash through docker save gives the same layers
+    st = Session().engine()
+    image = st.get(img.tag)
+    files = st.spool_layers(image, range(len(image.layers)), str(tmp_path))
+    assert (st.save_calls, st.direct_reads, st.direct_failures) == (0, len(image.layers), []), st.direct_failures
+    assert sorted(files) == list(range(len(image.layers)))
+    monkeypatch.setenv("IMGGIT_ENGINE_DIRECT", "0")
+    squash(cli, f"{img.base}..{img.tag}", "-t", f"{img.repo}:sq-save")
+    assert docker.inspect(f"{img.repo}:sq-save")["RootFS"] == docker.inspect(new)["RootFS"]
 
 
 @pytest.mark.slow
