@@ -24,7 +24,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, cast
 
 from .config import home
 from .errors import RefError, RevisionError
@@ -228,14 +228,14 @@ class Journal:
             return None
         try:
             commit = self.repo[oid]
-            return json.loads(commit.tree["image.json"].data)
+            return json.loads(cast("pygit2.Blob", commit.tree["image.json"]).data)
         except (KeyError, ValueError):
             return None
 
     def blobs(self, oid: Any) -> tuple[bytes, bytes | None]:
         commit = self.repo[oid]
-        config = commit.tree["config"].data
-        manifest = commit.tree["manifest"].data if "manifest" in commit.tree else None
+        config = cast("pygit2.Blob", commit.tree["config"]).data
+        manifest = cast("pygit2.Blob", commit.tree["manifest"]).data if "manifest" in commit.tree else None
         return config, manifest
 
     def reflog(self, name: str) -> list[Entry]:
@@ -258,7 +258,7 @@ class Journal:
 
     def moves(self) -> list[Entry]:
         """Every move of every tag, newest first."""
-        out = []
+        out: list[Entry] = []
         try:
             ref = self.repo.lookup_reference(GLOBAL_LOG)
         except KeyError:
@@ -291,7 +291,7 @@ class Journal:
                         out.append(oid)
                         # a removal's tombstone: what it removed is still young
                         try:
-                            c = self.repo[oid]
+                            c = cast("pygit2.Commit", self.repo[oid])
                             if c.parents and "config" not in c.tree:
                                 out.append(c.parents[0].id)
                         except (KeyError, ValueError):

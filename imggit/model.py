@@ -180,7 +180,7 @@ class Descriptor:
         return out
 
     def with_(self, **changes: Any) -> "Descriptor":
-        values = {
+        values: dict[str, Any] = {
             "media_type": self.media_type, "digest": self.digest, "size": self.size,
             "urls": self.urls, "annotations": self.annotations, "platform": self.platform,
             "extra": self.extra,

@@ -213,8 +213,8 @@ def waste(ref: str, deleted: bool, top: int, as_json: bool) -> None:
         out(f"  step {idx + 1:<3} {human_size(n):>9}  {step_text(r.image.steps[idx])}")
     out("largest:")
     for w in sorted(res.wasted, key=lambda w: -w.size)[:top]:
-        by = f" by step {w.by.index + 1}" if w.by else ""
-        out(f"  {human_size(w.size):>9}  /{w.path}  (step {w.step.index + 1}, {w.fate}{by})")
+        by_step = f" by step {w.by.index + 1}" if w.by else ""
+        out(f"  {human_size(w.size):>9}  /{w.path}  (step {w.step.index + 1}, {w.fate}{by_step})")
     if res.squash_savings:
         out("squashing from a step to the top would save:")
         for idx, n in res.squash_savings:

@@ -215,6 +215,7 @@ def cherry_pick(range_: str, onto: str, tag: str | None, strict: bool, no_check:
         return
     r = res.result
     assert r is not None
+    assert res.dest is not None   # op.rebase always sets the destination store
     moved = f" (was {short(r.previous)})" if r.previous and r.previous != r.image.id else ""
     click.echo(f"{res.tag or o.ref.name or onto} in {res.dest.describe()} -> {short(r.image.id)}{moved}",
                err=True)

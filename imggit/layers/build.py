@@ -13,7 +13,7 @@ import io
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterable, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Sequence, cast
 
 from ..model import Config, Layer, chain_ids, sha256_digest, DOCKER_LAYER, OCI_LAYER
 from . import tarfmt
@@ -208,5 +208,6 @@ def write_image(store: Any, tag: str | None, steps: Sequence[StepSpec], runtime:
     mt = DOCKER_LAYER if family == "docker" else OCI_LAYER
     inputs = []
     for data, d, c in zip(layers, diff_ids, chain_ids(diff_ids)):
-        inputs.append(LayerInput(Layer(d, c, d, mt, len(data)), (lambda data=data: io.BytesIO(data))))
+        inputs.append(LayerInput(Layer(d, c, d, mt, len(data)),
+                                 cast("Callable[[], BinaryIO]", lambda data=data: io.BytesIO(data))))
     return store.write(WriteRequest(config, inputs, tag, compress=compress, family=family))

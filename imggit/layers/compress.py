@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import os
 import zlib
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from ..errors import FormatError
 
@@ -22,13 +22,13 @@ try:  # ISA-L: fast gzip
     from isal import igzip as _igzip
     from isal import igzip_threaded as _igzip_threaded
 except ImportError:  # pragma: no cover - isal is a dependency; fall back to zlib
-    _igzip = None
-    _igzip_threaded = None
+    _igzip = None  # type: ignore[assignment]  # optional module: None when missing
+    _igzip_threaded = None  # type: ignore[assignment]  # optional module: None when missing
 
 try:
     import zstandard as _zstd
 except ImportError:  # pragma: no cover
-    _zstd = None
+    _zstd = None  # type: ignore[assignment]  # optional module: None when missing
 
 GZIP = "gzip"
 ZSTD = "zstd"
@@ -107,7 +107,7 @@ def open_decompressed(f: BinaryIO, what: str = "layer") -> tuple[BinaryIO, str |
         return bz2.BZ2File(src), codec  # type: ignore[return-value]
     import lzma
 
-    return lzma.LZMAFile(src), codec  # type: ignore[return-value]
+    return lzma.LZMAFile(src), codec  # type: ignore[arg-type,return-value]
 
 
 class _GzipWriter:
@@ -117,12 +117,12 @@ class _GzipWriter:
         if _igzip_threaded is not None:
             lvl = 1 if level is None else max(0, min(3, level))
             self._w = _igzip_threaded.open(out, "wb", compresslevel=lvl, threads=threads)
-            self._zlib = None
+            self._zlib: zlib._Compress | None = None
         else:  # pragma: no cover
             self._w = None
             lvl = 6 if level is None else level
             self._zlib = zlib.compressobj(lvl, zlib.DEFLATED, 31)
-            self._out = out
+            self._out: BinaryIO = out
 
     def write(self, data: bytes) -> int:
         if self._w is not None:
@@ -171,7 +171,7 @@ def compressor(out: BinaryIO, codec: str | None, level: int | None = None, threa
     if codec is None:
         return _Plain(out)
     if codec == GZIP:
-        return _GzipWriter(_NoClose(out), level, threads)
+        return _GzipWriter(cast(BinaryIO, _NoClose(out)), level, threads)
     if codec == ZSTD:
         return _ZstdWriter(out, level, threads)
     raise FormatError(f"unknown compression {codec!r} (use gzip, zstd or none)")

@@ -61,8 +61,8 @@ class FsView:
             stack.extend(self.kids.get(q, ()))
         return out
 
-    def _remove(self, p: str, include_self: bool = True) -> list[Entry]:
-        gone = []
+    def _remove(self, p: str, include_self: bool = True) -> list[tuple[str, Entry]]:
+        gone: list[tuple[str, Entry]] = []
         for q in self._subtree(p):
             e = self.paths.pop(q, None)
             if e is not None:
@@ -74,7 +74,7 @@ class FsView:
             s = self.kids.get(_parent(p))
             if s is not None:
                 s.discard(p)
-        return gone  # type: ignore[return-value]
+        return gone
 
     def apply(self, members: Sequence[Member], layer: int) -> list[Change]:
         """Apply one layer; return what it changed against the layers below."""

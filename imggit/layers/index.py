@@ -57,8 +57,8 @@ def load_cached(diff_id: str) -> list[Member] | None:
     rows = data.pop("members")
     for k, row in enumerate(rows):
         rows[k] = None           # the rows go as the members come
-        for f in _SHARED:
-            row[f] = same[row[f]]
+        for col in _SHARED:
+            row[col] = same[row[col]]
         if not row[_PAX]:
             row[_PAX] = tarfmt.NO_PAX
         m = Member(*row[:n])

@@ -310,6 +310,7 @@ class TarReader:
         longname: str | None = None
         longlink: str | None = None
         header_offset = self.src.offset
+        typeflag: str   # bound by the loop below before any use (mypy: reassigned after the loop)
         while True:
             block = self.src.read(BLOCK)
             if not block:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any, Callable, cast
 
 from ..errors import NothingToDo, UsageError
 from ..layers import fetch
@@ -222,17 +223,17 @@ def run(session: Session, base: str, image: str, todo: str | None, *, tag: str |
     merges: list[tuple[int, list[int]]] = []   # position in layers -> old layer indices merged there
     history = [dict(s.history) for s in r.steps[:start]]
     for g in plan.groups:
-        ls = [s.layer_index for s in g.layer_steps]
+        ls = cast("list[int]", [s.layer_index for s in g.layer_steps])   # steps with a layer: never None
         lead = dict(g.lead.step.history)
         if g.lead.action == "reword":
             lead["created_by"] = g.lead.text
         if ls:
             lead.pop("empty_layer", None)
             if len(ls) == 1:
-                layers.append(r.image.layers[ls[0]])  # type: ignore[index]
+                layers.append(r.image.layers[ls[0]])
                 old_index.append(ls[0])
             else:
-                merges.append((len(layers), ls))  # type: ignore[arg-type]
+                merges.append((len(layers), ls))
                 layers.append(NewLayer(Layer("", "", "", "", 0), ""))
                 old_index.append(None)
         else:
@@ -249,7 +250,9 @@ def run(session: Session, base: str, image: str, todo: str | None, *, tag: str |
         extra = sorted(_needed(dst, r, layers, old_index) - set(to_merge)) if hasattr(r.store, "spool_layers") else []
         files = fetch.materialize(r.store, r.image, to_merge + extra, workdir) if (to_merge or extra) else {}
         for pos, ls in merges:
-            below = [lindex.index_layers(r.store, r.image, [old_index[k]])[old_index[k]]  # type: ignore[index]
+            # mypy does not narrow old_index[k]; the condition makes it an int where it is used
+            below = [lindex.index_layers(r.store, r.image,
+                                         [old_index[k]])[old_index[k]]  # type: ignore[index,list-item]
                      if old_index[k] is not None else None for k in range(pos)]
             if any(b is None for b in below):
                 base_view = merge.BaseView(None)   # a merged layer below: whiteouts kept, to be safe
@@ -257,8 +260,9 @@ def run(session: Session, base: str, image: str, todo: str | None, *, tag: str |
                 base_view = merge.base_view(below)  # type: ignore[arg-type]
             mplan = merge.plan_merge([files[i].members for i in ls], base_view)
             nl, _ = write_blob(workdir, f"group-{pos}", codec, family, level,
-                               lambda out, mplan=mplan, ls=ls: merge.write_merged(mplan, [files[i].path for i in ls],
-                                                                                  out))
+                               cast("Callable[[Any], Any]",
+                                    lambda out, mplan=mplan, ls=ls: merge.write_merged(
+                                        mplan, [files[i].path for i in ls], out)))
             layers[pos] = nl
         data = dict(r.image.config.data)
         rootfs = dict(data.get("rootfs") or {"type": "layers"})

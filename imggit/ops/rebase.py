@@ -11,7 +11,7 @@ reported as conflicts (headers only: no file content is read, and with
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable, cast
 
 from ..errors import Conflict, RefError, RevisionError, UsageError
 from ..layers import index as lindex
@@ -461,9 +461,10 @@ def write(session: Session, plan: RebasePlan, dst: Store, name: str | None, time
             elif (which, i) in spooled:
                 p = spooled[(which, i)]
                 plain = Layer(layer.diff_id, layer.chain_id, layer.diff_id, layer.media_type, None)
-                inputs.append(LayerInput(plain, (lambda p=p: open(p, "rb"))))
+                inputs.append(LayerInput(plain, cast("Callable[[], BinaryIO]", lambda p=p: open(p, "rb"))))
             else:
-                inputs.append(LayerInput(layer, (lambda r=r, i=i: r.store.open_blob(r.image, i))))
+                inputs.append(LayerInput(layer, cast("Callable[[], BinaryIO]",
+                                                     lambda r=r, i=i: r.store.open_blob(r.image, i))))
         req = WriteRequest(config, inputs, name, annotations=annotations,
                            family=img.image.manifest.family if img.image.manifest else None)
         return publish(dst, req)

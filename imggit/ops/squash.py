@@ -16,7 +16,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable, cast
 
 from ..errors import NothingToDo, UsageError
 from ..layers import fetch, merge
@@ -40,6 +40,7 @@ def resolve_timestamp(value: str | None) -> str:
     if value is None:
         return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     v = value.strip()
+    t: _dt.datetime | None
     if v.lstrip("-").isdigit():
         t = _dt.datetime.fromtimestamp(int(v), _dt.timezone.utc)
         return t.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -293,7 +294,8 @@ def _needed_old(plan: SquashPlan, dst: Store) -> set[int]:
     diff_ids = [l.diff_id for l in old[:plan.layer_start]] + [placeholder] + [l.diff_id for l in old[plan.layer_end:]]
     layers = [Layer(d, c, old_l.digest if old_l else d, old_l.media_type if old_l else "", None)
               for d, c, old_l in zip(diff_ids, chain_ids(diff_ids),
-                                     old[:plan.layer_start] + [None] + old[plan.layer_end:])]  # type: ignore[list-item]
+                                     old[:plan.layer_start] + [None]
+                                     + cast("list[Layer | None]", old[plan.layer_end:]))]
     out = set()
     for k in dst.needed_layers(layers):
         if k < plan.layer_start:
@@ -319,8 +321,9 @@ def _write(session: Session, src: Resolved, dst: Store, name: str | None, plan: 
             inputs.append(LayerInput(lay, produce=produce))
             continue
         if blob_path is not None and k == plan.layer_start:
-            inputs.append(LayerInput(lay, (lambda lay=lay: DigestReader(open(blob_path, "rb"), lay.digest, lay.size,
-                                                                        "the merged layer")), path=blob_path))
+            inputs.append(LayerInput(lay, cast("Callable[[], BinaryIO]",
+                                               lambda lay=lay: DigestReader(open(blob_path, "rb"), lay.digest, lay.size,
+                                                                            "the merged layer")), path=blob_path))
             continue
         i = k if k <= plan.layer_start else k - 1 + plan.nlayers
         lf = (files or {}).get(i)
@@ -329,12 +332,13 @@ def _write(session: Session, src: Resolved, dst: Store, name: str | None, plan: 
             plain = Layer(lay.diff_id, chain, lay.diff_id, lay.media_type if lay.digest == lay.diff_id
                           else layer_media_type(family or "oci", None), os.path.getsize(p),
                           uncompressed_size=lay.uncompressed_size)
-            inputs.append(LayerInput(plain, (lambda p=p, plain=plain: DigestReader(open(p, "rb"), plain.digest,
-                                                                                     plain.size, f"layer {i}"))))
+            inputs.append(LayerInput(plain, cast("Callable[[], BinaryIO]",
+                                                 lambda p=p, plain=plain: DigestReader(open(p, "rb"), plain.digest,
+                                                                                       plain.size, f"layer {i}"))))
         elif src.store.transport == "docker-daemon":
             inputs.append(LayerInput(lay))   # the destination has it (else it was spooled above)
         else:
-            inputs.append(LayerInput(lay, (lambda i=i: src.store.open_blob(image, i))))
+            inputs.append(LayerInput(lay, cast("Callable[[], BinaryIO]", lambda i=i: src.store.open_blob(image, i))))
     if config is None:  # the merged layer's diff id is known once it is written
         req = WriteRequest(image.config, inputs, name, manifest=image.manifest, compress=compress,
                            compress_level=level, family=family or (image.manifest.family if image.manifest else None),

@@ -11,7 +11,7 @@ import fnmatch
 import os
 import shlex
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable, cast
 
 from ..errors import NothingToDo, UsageError
 from ..layers import build as lbuild
@@ -74,8 +74,9 @@ def write_rewritten(session: Session, r: Resolved, dst: Store, name: str | None,
         if isinstance(l, NewLayer):
             nl = l.layer
             lay = Layer(nl.diff_id, chain, nl.digest, nl.media_type, nl.size, uncompressed_size=nl.uncompressed_size)
-            inputs.append(LayerInput(lay, (lambda p=l.path, lay=lay: DigestReader(open(p, "rb"), lay.digest, lay.size,
-                                                                                  "a rewritten layer"))))
+            inputs.append(LayerInput(lay, cast("Callable[[], BinaryIO]",
+                                               lambda p=l.path, lay=lay: DigestReader(open(p, "rb"), lay.digest,
+                                                                                      lay.size, "a rewritten layer"))))
             continue
         lay = Layer(l.diff_id, chain, l.digest, l.media_type, l.size, l.urls, l.annotations, l.uncompressed_size)
         i = old_index[k]
@@ -83,11 +84,11 @@ def write_rewritten(session: Session, r: Resolved, dst: Store, name: str | None,
         if lf is not None and lf.path and hasattr(r.store, "spool_layers"):
             p = lf.path
             plain = Layer(lay.diff_id, chain, lay.diff_id, lay.media_type, os.path.getsize(p))
-            inputs.append(LayerInput(plain, (lambda p=p: open(p, "rb"))))
+            inputs.append(LayerInput(plain, cast("Callable[[], BinaryIO]", lambda p=p: open(p, "rb"))))
         elif r.store.transport == "docker-daemon":
             inputs.append(LayerInput(lay))
         else:
-            inputs.append(LayerInput(lay, (lambda i=i: r.store.open_blob(r.image, i))))  # type: ignore[arg-type]
+            inputs.append(LayerInput(lay, cast("Callable[[], BinaryIO]", lambda i=i: r.store.open_blob(r.image, i))))
     req = WriteRequest(config, inputs, name, compress=None,
                        family=r.image.manifest.family if r.image.manifest else None)
     return publish(dst, req)
@@ -178,7 +179,8 @@ def filter_image(session: Session, rev: str, patterns: list[str], *, tag: str | 
         for i in touched:
             lf = files[i]
             nl, stats = write_blob(workdir, f"filtered-{i}", codec, family, level,
-                                   lambda out, lf=lf: rewrite_layer(lf.path, lf.members, out, drop=hit))
+                                   cast("Callable[[Any], Any]",
+                                        lambda out, lf=lf: rewrite_layer(lf.path, lf.members, out, drop=hit)))
             assert isinstance(stats, RewriteStats)
             if stats.unlinked:
                 res.unlinked[i] = stats.unlinked

@@ -14,7 +14,7 @@ import os
 import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterator, Sequence, cast
 
 from ..errors import RefError, StoreError
 from ..model import (
@@ -114,7 +114,7 @@ class Store(ABC):
         out = []
         for i, layer in enumerate(image.layers):
             if i in want and not layer.foreign:
-                out.append(LayerInput(layer, (lambda i=i: self.open_blob(image, i))))
+                out.append(LayerInput(layer, cast("Callable[[], BinaryIO]", lambda i=i: self.open_blob(image, i))))
             else:
                 out.append(LayerInput(layer, None, None))
         yield out

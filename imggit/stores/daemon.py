@@ -27,7 +27,7 @@ import os
 import queue
 import re
 import threading
-from typing import Any, BinaryIO, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterator, Sequence, cast
 
 from ..errors import DaemonError, FormatError, RefError, StoreError, UsageError
 from ..layers import tarfmt
@@ -524,6 +524,7 @@ class DockerDaemon(Store):
         want = list(range(len(image.layers)) if indices is None else indices)
         own = workdir is None
         wd = tmpdir() if own else workdir
+        assert wd is not None   # own: a new tmpdir, else the workdir given
         try:
             paths = self._save_pass(image, {image.layers[i].diff_id: i for i in want}, wd,
                                     want_config=False)[0] if want else {}
@@ -533,7 +534,7 @@ class DockerDaemon(Store):
                 size = os.path.getsize(p) if p else None
                 lay = Layer(layer.diff_id, layer.chain_id, layer.digest, layer.media_type, size,
                             uncompressed_size=layer.uncompressed_size)
-                out.append(LayerInput(lay, (lambda p=p: open(p, "rb")) if p else None, p))
+                out.append(LayerInput(lay, cast("Callable[[], BinaryIO]", lambda p=p: open(p, "rb")) if p else None, p))
             yield out
         finally:
             if own:

@@ -62,8 +62,8 @@ def chunks(root: str, driver: str, layerdb: str) -> Iterator[bytes]:
         with open(os.path.join(layerdb, "cache-id"), encoding="ascii") as f:
             cache_id = f.read().strip()
         meta = gzip.open(os.path.join(layerdb, "tar-split.json.gz"), "rb")
-    except OSError as e:
-        raise Unavailable(f"no tar-split metadata in {layerdb}: {e.strerror}") from None
+    except OSError as err:
+        raise Unavailable(f"no tar-split metadata in {layerdb}: {err.strerror}") from None
     top = layer_dir(root, driver, cache_id)
     if not os.path.isdir(top):
         raise Unavailable(f"the layer's directory {top} is not there")
@@ -86,13 +86,13 @@ def chunks(root: str, driver: str, layerdb: str) -> Iterator[bytes]:
                     name = base64.b64decode(e["name_raw"]).decode("utf-8", "surrogateescape")
                 path = _inside(top, name or "")
                 try:
-                    f = open(path, "rb", buffering=0)
+                    data = open(path, "rb", buffering=0)
                 except OSError as err:
                     raise Unavailable(f"{path}: {err.strerror}") from None
-                with f:
+                with data:
                     left = size
                     while left:
-                        b = f.read(min(_CHUNK, left))
+                        b = data.read(min(_CHUNK, left))
                         if not b:
                             raise Unavailable(f"{path} is shorter than the layer says ({size} bytes)")
                         left -= len(b)
