@@ -56,11 +56,15 @@ class BaseView:
     """What the filesystem below the merged layers holds (``None`` = unknown: assume anything).
 
     ``paths`` maps a path to its member (None: a directory the engine made), so symlinked
-    directories can be followed.
+    directories can be followed. ``content`` maps a regular file to where its bytes are: (base
+    layer index, the member that carries them).
     """
 
-    def __init__(self, paths: dict[str, Member | None] | None) -> None:
+    def __init__(self, paths: dict[str, Member | None] | None,
+                 content: dict[str, tuple[int, Member]] | None = None) -> None:
         self.paths = paths
+        self.content = content or {}
+        self._names: dict[tuple[int, int], list[str]] | None = None
         self._parents: set[str] | None = None
         if paths is not None:
             self._parents = set()
@@ -80,6 +84,14 @@ class BaseView:
     def get(self, path: str) -> Member | None:
         return None if self.paths is None else self.paths.get(path)
 
+    def names_of(self, src: tuple[int, Member]) -> list[str]:
+        """Every name of the base file whose bytes are ``src`` (its hardlinks), in path order."""
+        if self._names is None:
+            self._names = {}
+            for q, (layer, m) in self.content.items():
+                self._names.setdefault((layer, m.header_offset), []).append(q)
+        return self._names.get((src[0], src[1].header_offset), [])
+
     def has_children(self, path: str) -> bool:
         if self._parents is None:
             return True
@@ -98,6 +110,7 @@ class OutEntry:
     data: Member | None = None        # where the content comes from (may differ for hardlinks)
     header: bytes = b""               # for "header" entries: the encoded header
     size: int = 0                     # content bytes
+    link: str = ""                    # for a hardlink: the name that carries the content
 
 
 @dataclass
@@ -106,14 +119,30 @@ class MergePlan:
     nlayers: int
     input_file_bytes: int = 0          # content bytes in all merged layers
     output_file_bytes: int = 0         # content bytes in the result
+    base_file_bytes: int = 0           # of which copied from layers below (see base_sources)
     dropped: list[tuple[str, int, int]] = field(default_factory=list)  # (path, layer, bytes) not carried
     kept_whiteouts: int = 0
     dropped_whiteouts: int = 0
     base_known: bool = True
+    # layers below the merged ones whose bytes the result needs (a hardlink into the base whose other
+    # name the merged layers change or delete keeps the old bytes): entries name them as layer
+    # ``nlayers + k`` for base_sources[k]; base_links are those paths
+    base_sources: list[int] = field(default_factory=list)
+    base_links: list[str] = field(default_factory=list)
+
+    def check_self_contained(self) -> None:
+        """For writers that only have the merged layers' files: refuse a plan that needs a base layer."""
+        if self.base_links:
+            from ..errors import ImggitError
+
+            raise ImggitError(
+                f"cannot rewrite this range: hardlink /{self.base_links[0]} shares its content with a file of "
+                "the layers below, which the range then changes or deletes (only those layers have the bytes)",
+                hint="take a lower base, one that includes the layer that wrote that file")
 
     @property
     def dropped_bytes(self) -> int:
-        return self.input_file_bytes - self.output_file_bytes
+        return self.input_file_bytes - self.output_file_bytes + self.base_file_bytes
 
     def output_size(self) -> int:
         """Exact size of the tar ``write_merged`` produces."""
@@ -464,20 +493,44 @@ def _emit(planner: _Planner, nlayers: int, input_bytes: int) -> MergePlan:
         if ino in primary_of:
             # another name of a file already written: a hardlink to its first name
             out.append(OutEntry(p, "header", n.layer, m, header=tarfmt.member_header(
-                meta, name=p, type=tarfmt.HARDLINK, linkname=primary_of[ino], size=0)))
+                meta, name=p, type=tarfmt.HARDLINK, linkname=primary_of[ino], size=0), link=primary_of[ino]))
             continue
         if isinstance(ino, tuple) and ino[0] == "base":
             target = ino[1]
             if target in nodes or _hidden(nodes, target) or _gone(nodes, target):
-                from ..errors import ImggitError
+                # the base's name now shows other bytes (or none). Another name of that base file that
+                # the range left alone still has them: link to it. Else this name keeps the old bytes,
+                # which only the base's layer has; the first such name carries them, others link to it
+                src = base.content.get(target)
+                alive = next((q for q in base.names_of(src) if q not in nodes and not _hidden(nodes, q)
+                              and not _gone(nodes, q)), None) if src is not None else None
+                if alive is not None:
+                    primary_of[ino] = alive
+                    out.append(OutEntry(p, "header", n.layer, m, header=tarfmt.member_header(
+                        meta, name=p, type=tarfmt.HARDLINK, linkname=alive, size=0), link=alive))
+                    continue
+                if src is None:
+                    from ..errors import ImggitError
 
-                raise ImggitError(
-                    f"cannot squash this range: hardlink /{p} shares its content with /{target} of the "
-                    "base, which the range then changes or deletes (only the base has those bytes)",
-                    hint="squash from a lower base, one that includes the layer that wrote /" + target)
+                    raise ImggitError(
+                        f"cannot squash this range: hardlink /{p} shares its content with /{target} of the "
+                        "base, which the range then changes or deletes, and the base's file list does not "
+                        "say where those bytes are", hint="squash from a lower base, one that includes the "
+                        "layer that wrote /" + target)
+                bl, bm = src
+                if bl not in plan.base_sources:
+                    plan.base_sources.append(bl)
+                plan.base_links.append(p)
+                primary_of[ino] = p
+                plan.output_file_bytes += bm.size
+                plan.base_file_bytes += bm.size
+                out.append(OutEntry(p, "header", nlayers + plan.base_sources.index(bl), m, bm, size=bm.size,
+                                    header=tarfmt.member_header(meta, name=p, type=tarfmt.REGULAR, linkname="",
+                                                                size=bm.size)))
+                continue
             primary_of[ino] = target
             out.append(OutEntry(p, "header", n.layer, m, header=tarfmt.member_header(
-                meta, name=p, type=tarfmt.HARDLINK, linkname=target, size=0)))
+                meta, name=p, type=tarfmt.HARDLINK, linkname=target, size=0), link=target))
             continue
         cm = content[ino]  # type: ignore[index]
         cl = ino >> _LAYER_SHIFT  # type: ignore[operator]
@@ -533,10 +586,17 @@ def base_view(layers: Sequence[Sequence[Member]]) -> BaseView:
     """The filesystem that applying these layers (the base) to nothing gives: path -> is a directory."""
     plan = plan_merge(layers, EMPTY_BASE)
     paths: dict[str, Member | None] = {}
+    content: dict[str, tuple[int, Member]] = {}
     for e in plan.entries:
         if e.kind in ("raw", "header"):
             paths[e.path] = e.member
-    return BaseView(paths)
+            if e.kind == "raw" and e.member is not None:
+                content[e.path] = (e.layer, e.member)
+            elif e.data is not None:
+                content[e.path] = (e.layer, e.data)
+            elif e.link and e.link in content:
+                content[e.path] = content[e.link]
+    return BaseView(paths, content)
 
 
 def write_merged(plan: MergePlan, files: Sequence[str], out: BinaryIO, chunk: int = 1 << 20) -> int:

@@ -259,6 +259,7 @@ def run(session: Session, base: str, image: str, todo: str | None, *, tag: str |
             else:
                 base_view = merge.base_view(below)  # type: ignore[arg-type]
             mplan = merge.plan_merge([files[i].members for i in ls], base_view)
+            mplan.check_self_contained()
             nl, _ = write_blob(workdir, f"group-{pos}", codec, family, level,
                                cast("Callable[[Any], Any]",
                                     lambda out, mplan=mplan, ls=ls: merge.write_merged(

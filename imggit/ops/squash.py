@@ -246,6 +246,12 @@ def squash(session: Session, range_text: str, *, tag: str | None = None, message
         t2 = time.monotonic()
         say(f"writing the merged layer ({len(mplan.entries)} entries)")
         paths = [files[i].path for i in rng]
+        if mplan.base_sources:
+            # hardlinks that keep bytes of a base file the range changed: those base layers are read too
+            say(f"reading {_count(len(mplan.base_sources), 'base layer')} for the old content of "
+                f"{_count(len(mplan.base_links), 'hardlink')}")
+            more = fetch.materialize(src.store, image, mplan.base_sources, workdir)
+            paths += [more[i].path for i in mplan.base_sources]
         if codec is None and dst.streams_new_layers():
             # straight into the destination as it is made: no temporary copy of the merged layer
             size = mplan.output_size()

@@ -23,9 +23,9 @@ def members(data: bytes):
     return list(tarfmt.TarReader(io.BytesIO(data)))
 
 
-def merged_bytes(plan: merge.MergePlan, layers: list[bytes], tmp_path) -> bytes:
+def merged_bytes(plan: merge.MergePlan, layers: list[bytes], tmp_path, base: list[bytes] = ()) -> bytes:
     files = []
-    for i, data in enumerate(layers):
+    for i, data in enumerate(list(layers) + [base[k] for k in plan.base_sources]):
         p = tmp_path / f"l{i}.tar"
         p.write_bytes(data)
         files.append(str(p))
@@ -118,7 +118,7 @@ def check(base: list[bytes], rng_layers: list[bytes], tmp_path, base_known: bool
     want, want_groups = apply_all(base + rng_layers).listing()
     view = merge.base_view([members(x) for x in base]) if base_known else merge.BaseView(None)
     plan = merge.plan_merge([members(x) for x in rng_layers], view)
-    out = merged_bytes(plan, rng_layers, tmp_path)
+    out = merged_bytes(plan, rng_layers, tmp_path, base)
     got, got_groups = apply_all(base + [out]).listing()
     diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
     assert not diff, diff
@@ -136,26 +136,38 @@ def test_random_stacks(seed, tmp_path):
     layers = []
     n = rng.randint(2, 6)
     split = rng.randint(0, n - 1)
+    base_known = rng.random() < 0.7
     frozen: set[int] = set()
     for k in range(n):
-        if k == split:
+        if k == split and not base_known:
+            # without the base's file list, links into the base that the range then changes are refused
             frozen = base_inodes(tree)
         data = random_layer(rng, tree, k, frozen)
         tree.apply(data)
         layers.append(data)
-    check(layers[:split], layers[split:], tmp_path, base_known=rng.random() < 0.7)
+    check(layers[:split], layers[split:], tmp_path, base_known=base_known)
 
 
 def test_link_into_the_base(tmp_path):
     base = [b.make_layer([b.file("t", "base content")])]
     # the target stays as it is: the link is kept as a link into the base
     check(base, [b.make_layer([b.hardlink("l", "t")]), b.make_layer([b.file("x", "x")])], tmp_path)
-    # the range changes the target afterwards: the base's bytes would be needed; refused, clearly
+    # the range changes the target afterwards: the link keeps the base's bytes, read from the base layer
+    plan = check(base, [b.make_layer([b.hardlink("l", "t"), b.hardlink("l2", "t")]),
+                        b.make_layer([b.file("t", "new")])], tmp_path)
+    assert plan.base_sources == [0] and plan.base_links == ["l"]
+    assert plan.base_file_bytes == len("base content") and plan.dropped_bytes == 0
+    # or deletes it, or hides it under a deleted directory; a link in the base counts as its target
+    base2 = [b.make_layer([b.directory("d"), b.file("d/t", "old bytes"), b.hardlink("u", "d/t")]),
+             b.make_layer([b.file("other", "o")])]
+    check(base2, [b.make_layer([b.hardlink("l", "u")]), b.make_layer([b.whiteout("u")])], tmp_path)
+    check(base2, [b.make_layer([b.hardlink("l", "d/t")]), b.make_layer([b.whiteout("d")])], tmp_path)
+    # without the base's file list, nothing says where the bytes are: refused, clearly
     from imggit.errors import ImggitError
 
     with pytest.raises(ImggitError, match="cannot squash this range") as e:
         merge.plan_merge([members(b.make_layer([b.hardlink("l", "t")])), members(b.make_layer([b.file("t", "new")]))],
-                         merge.base_view([members(x) for x in base]))
+                         merge.BaseView(None))
     assert "lower base" in (e.value.hint or "")
 
 
