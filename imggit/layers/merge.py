@@ -130,16 +130,6 @@ class MergePlan:
     base_sources: list[int] = field(default_factory=list)
     base_links: list[str] = field(default_factory=list)
 
-    def check_self_contained(self) -> None:
-        """For writers that only have the merged layers' files: refuse a plan that needs a base layer."""
-        if self.base_links:
-            from ..errors import ImggitError
-
-            raise ImggitError(
-                f"cannot rewrite this range: hardlink /{self.base_links[0]} shares its content with a file of "
-                "the layers below, which the range then changes or deletes (only those layers have the bytes)",
-                hint="take a lower base, one that includes the layer that wrote that file")
-
     @property
     def dropped_bytes(self) -> int:
         return self.input_file_bytes - self.output_file_bytes + self.base_file_bytes

@@ -259,11 +259,15 @@ def run(session: Session, base: str, image: str, todo: str | None, *, tag: str |
             else:
                 base_view = merge.base_view(below)  # type: ignore[arg-type]
             mplan = merge.plan_merge([files[i].members for i in ls], base_view)
-            mplan.check_self_contained()
+            paths = [files[i].path for i in ls]
+            if mplan.base_sources:
+                # hardlinks that keep bytes of a file below that the group changed: read those layers too
+                src = [cast(int, old_index[k]) for k in mplan.base_sources]
+                more = fetch.materialize(r.store, r.image, src, workdir)
+                paths += [more[i].path for i in src]
             nl, _ = write_blob(workdir, f"group-{pos}", codec, family, level,
                                cast("Callable[[Any], Any]",
-                                    lambda out, mplan=mplan, ls=ls: merge.write_merged(
-                                        mplan, [files[i].path for i in ls], out)))
+                                    lambda out, mplan=mplan, paths=paths: merge.write_merged(mplan, paths, out)))
             layers[pos] = nl
         data = dict(r.image.config.data)
         rootfs = dict(data.get("rootfs") or {"type": "layers"})
