@@ -163,3 +163,20 @@ def diff_listings(a: dict, b: dict, limit: int | None = None) -> list[str]:
                 out.append("...")
                 break
     return out
+
+
+def spy_opens(monkeypatch, paths) -> list[str]:
+    """Record every ``open`` of one of ``paths`` (from now on, within ``monkeypatch``'s scope)."""
+    import builtins
+
+    watched = {os.path.abspath(p) for p in paths}
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def spy(file, *a, **k):
+        if isinstance(file, (str, os.PathLike)) and os.path.abspath(os.fspath(file)) in watched:
+            opened.append(os.fspath(file))
+        return real_open(file, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", spy)
+    return opened

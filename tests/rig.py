@@ -116,13 +116,7 @@ class Engine:
 
     def build(self, tag: str, dockerfile: str, files: dict[str, bytes | str] | None = None) -> str:
         with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "Dockerfile"), "w") as f:
-                f.write(dockerfile)
-            for name, data in (files or {}).items():
-                p = os.path.join(d, name)
-                os.makedirs(os.path.dirname(p), exist_ok=True)
-                with open(p, "wb") as f:
-                    f.write(data.encode() if isinstance(data, str) else data)
+            write_context(d, dockerfile, files)
             self.docker("build", "-q", "-t", tag, d)
         return self.image_id(tag)
 
@@ -145,6 +139,21 @@ class Engine:
 
     def load(self, archive: bytes) -> str:
         return self.docker("load", input=archive).stdout.decode()
+
+
+def write_context(d: str, dockerfile: str, files: dict[str, bytes | str] | None = None,
+                  mtime: int | None = None) -> None:
+    """A build context in ``d``: the Dockerfile and the files (with ``mtime``: mode 0644 and that time)."""
+    with open(os.path.join(d, "Dockerfile"), "w") as f:
+        f.write(dockerfile)
+    for name, data in (files or {}).items():
+        p = os.path.join(d, name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        if mtime is not None:
+            os.chmod(p, 0o644)
+            os.utime(p, (mtime, mtime))
 
 
 def free_port() -> int:

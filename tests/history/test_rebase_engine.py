@@ -11,11 +11,11 @@ its own ENV and CMD. Tests that move a tag work on a fresh tag of the app
 
 from __future__ import annotations
 
-import builtins
 import os
 import re
 
 import pytest
+from fsutil import spy_opens
 from oneline import one_line
 
 from imggit.errors import RefError
@@ -482,20 +482,12 @@ def test_oci_no_check_reads_no_layer_bytes(cli, layout, monkeypatch):
 
     st = _st(layout)
     layer_files = {st.blob_file(l.digest) for tag in ("app:1", "base:1", "base:2") for l in st.get(tag).layers}
-    opened = []
-    real_open = builtins.open
-
-    def spy_open(file, *a, **k):
-        if isinstance(file, (str, os.PathLike)) and os.path.abspath(os.fspath(file)) in layer_files:
-            opened.append(os.fspath(file))
-        return real_open(file, *a, **k)
-
     def boom(*a, **k):
         raise AssertionError("a layer was read")
 
     L = f"oci:{layout}"
     with monkeypatch.context() as m:
-        m.setattr(builtins, "open", spy_open)
+        opened = spy_opens(m, layer_files)
         m.setattr(OCILayout, "open_blob", boom)
         m.setattr(lindex, "index_layers", boom)
         m.setattr(fetch, "materialize", boom)
@@ -507,10 +499,10 @@ def test_oci_no_check_reads_no_layer_bytes(cli, layout, monkeypatch):
     assert validate(_st(layout), new).ok
     # the spy does see layer reads: the same rebase with the file comparison reads the headers
     with monkeypatch.context() as m:
-        m.setattr(builtins, "open", spy_open)
+        seen = spy_opens(m, layer_files)
         r = cli("rebase", "-n", "--onto", f"{L}:base:2", f"{L}:app:1")
     assert r.code == 0 and "/var/lib/dpkg/status" in r.out, r
-    assert opened
+    assert seen
 
 
 def test_upstream_is_the_deepest_tagged_ancestor(cli, layout):

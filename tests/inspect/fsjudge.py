@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fsutil import IGNORE, _ignored, listing_from_tar, tar_members
+from rig import write_context
 
 from imggit.layers import build as b
 from imggit.layers import tarfmt
@@ -49,15 +50,7 @@ class Docker:
         """A classic build; the context's files get a fixed mtime (COPY keeps it), so two builds of
         the same files give the same exported filesystem."""
         with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "Dockerfile"), "w") as f:
-                f.write(dockerfile)
-            for name, data in (files or {}).items():
-                p = os.path.join(d, name)
-                os.makedirs(os.path.dirname(p), exist_ok=True)
-                with open(p, "wb") as f:
-                    f.write(data.encode() if isinstance(data, str) else data)
-                os.chmod(p, 0o644)
-                os.utime(p, (mtime, mtime))
+            write_context(d, dockerfile, files, mtime)
             self("build", "-q", "-t", tag, d)
         return self.image_id(tag)
 

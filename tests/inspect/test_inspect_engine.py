@@ -26,15 +26,13 @@ image, so every step has an exported filesystem too.
 
 from __future__ import annotations
 
-import builtins
 import json
-import os
 import re
 
 import pytest
 from fsjudge import EMPTY, FIXED_MTIME, PATH_ENV, Docker, Fs, changes, file_bytes, ignored, step_fs
-from fsutil import tar_members
-from oneline import one_line
+from fsutil import spy_opens, tar_members
+from oneline import ok, one_line
 
 from imggit.layers import build as b
 from imggit.session import Session
@@ -145,12 +143,6 @@ class Scenario:
 @pytest.fixture(scope="module")
 def ins(engine):
     return Scenario(engine)
-
-
-def ok(r):
-    assert r.code == 0, r
-    assert "Traceback" not in r.err, r.err
-    return r
 
 
 def json_changes(cli, cmd, *args) -> dict[str, str]:
@@ -612,15 +604,7 @@ def test_second_run_reads_no_layer_bytes_from_an_oci_layout(cli, syn_layout, mon
     L = f"oci:{syn_layout}"
     st = OCILayout(str(syn_layout))
     blobs = {st.blob_file(l.digest) for t in ("syn:4", "syn:1") for l in st.get(t).layers}
-    opened = []
-    real_open = builtins.open
-
-    def spy(file, *a, **k):
-        if isinstance(file, (str, os.PathLike)) and os.path.abspath(os.fspath(file)) in blobs:
-            opened.append(os.fspath(file))
-        return real_open(file, *a, **k)
-
-    monkeypatch.setattr(builtins, "open", spy)
+    opened = spy_opens(monkeypatch, blobs)
     first = _run_reads(cli, f"{L}:syn:4", f"{L}:syn:1")
     assert opened, "the spy sees layer reads on the first run"
     # /data/orig is deleted but its content is still shown through the hardlink /data/hl: not waste

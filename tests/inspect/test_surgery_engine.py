@@ -25,7 +25,7 @@ import sys
 import pytest
 from fsjudge import PATH_ENV, Docker, Fs, changes
 from fsutil import tar_members
-from oneline import one_line
+from oneline import ok, one_line
 
 from imggit.layers import build as b
 from imggit.session import Session
@@ -148,12 +148,6 @@ class Scenario:
 @pytest.fixture(scope="module")
 def sur(engine):
     return Scenario(engine)
-
-
-def ok(r):
-    assert r.code == 0, r
-    assert "Traceback" not in r.err, r.err
-    return r
 
 
 def new_id(r) -> str:
