@@ -503,11 +503,10 @@ class DockerDaemon(Store):
             layer = image.layers[i]
             ldb = os.path.join(db, "layerdb", "sha256", layer.chain_id.removeprefix("sha256:"))
             what = f"layer {i} of {image.describe()} (from the engine's data root)"
+            dest = os.path.join(workdir, f"layer-{i}-{short(diff_id)}.tar") if diff_id in wanted and workdir else ""
             try:
                 stream = tarsplit.TarSplitStream(tarsplit.chunks(info["DockerRootDir"], info["Driver"], ldb))
-                if diff_id in wanted:
-                    assert workdir is not None
-                    dest = os.path.join(workdir, f"layer-{i}-{short(diff_id)}.tar")
+                if dest:
                     spool_stream(stream, dest, diff_id, what)  # type: ignore[arg-type]
                     found[diff_id] = dest
                 else:
@@ -515,6 +514,9 @@ class DockerDaemon(Store):
                 self.direct_reads += 1
             except (StoreError, FormatError, OSError, ValueError) as e:
                 self.direct_failures.append(f"{what}: {e}")
+                if dest:
+                    with contextlib.suppress(OSError):
+                        os.unlink(dest)   # what was spooled before it broke: save writes the layer again
 
     @contextlib.contextmanager
     def layer_inputs(self, image: Image, indices: Sequence[int] | None = None,

@@ -179,10 +179,14 @@ def test_layers_come_from_the_data_root_else_from_save(app, with_engine, monkeyp
     assert saved == direct
     monkeypatch.delenv("IMGGIT_ENGINE_DIRECT")
 
-    def unavailable(*a, **k):
+    real_chunks = tarsplit.chunks
+
+    def breaks_midway(*a, **k):
+        # the first bytes are spooled, then the data root fails: save must give the whole layer again
+        yield next(real_chunks(*a, **k))
         raise tarsplit.Unavailable("not this time")
 
-    monkeypatch.setattr(tarsplit, "chunks", unavailable)
+    monkeypatch.setattr(tarsplit, "chunks", breaks_midway)
     st, fallback = spool("fallback")
     assert (st.save_calls, st.direct_reads, len(st.direct_failures)) == (1, 0, n)
     assert "not this time" in st.direct_failures[0]
