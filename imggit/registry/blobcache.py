@@ -111,16 +111,18 @@ class BlobCache:
             return res
         cutoff = time.time() - max_age
 
-        def expire(path: str, free: bool = True) -> None:
+        def expire(path: str, free: bool = True) -> bool:
             with contextlib.suppress(OSError):
                 st = os.stat(path)
                 if not free or st.st_mtime >= cutoff:
                     res.kept += 1
-                    return
+                    return False
                 if not dry_run:
                     os.unlink(path)
                 res.removed += 1
                 res.freed += st.st_size
+                return True
+            return False
 
         for alg in sorted(os.listdir(self.root)):
             d = os.path.join(self.root, alg)
@@ -131,11 +133,13 @@ class BlobCache:
         names = sorted(os.listdir(pdir)) if os.path.isdir(pdir) else []
         for name in names:
             if not name.endswith(".lock"):
-                with self._try_lock(name) as free:
-                    expire(os.path.join(pdir, name), free)
+                with self._try_lock(name, create=not dry_run) as free:
+                    if expire(os.path.join(pdir, name), free) and not dry_run:
+                        with contextlib.suppress(OSError):
+                            os.unlink(os.path.join(pdir, name + ".lock"))
         if not dry_run:
             for name in names:
-                # a lock file whose download is gone, and that nobody holds
+                # a lock file left by a download that is gone, and that nobody holds
                 if name.endswith(".lock") and not os.path.exists(os.path.join(pdir, name[:-5])):
                     with contextlib.suppress(OSError), self._try_lock(name[:-5]) as free:
                         if free:
@@ -143,9 +147,14 @@ class BlobCache:
         return res
 
     @contextlib.contextmanager
-    def _try_lock(self, digest: str) -> Iterator[bool]:
-        """The download lock of ``digest`` without waiting: yields whether it was free."""
-        fd = os.open(self.partial(digest) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    def _try_lock(self, digest: str, create: bool = True) -> Iterator[bool]:
+        """The download lock of ``digest`` without waiting: yields whether it was free (without
+        ``create``, a lock file that is not there counts as free and is not made)."""
+        try:
+            fd = os.open(self.partial(digest) + ".lock", os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+        except FileNotFoundError:
+            yield True
+            return
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

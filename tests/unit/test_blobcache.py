@@ -38,6 +38,7 @@ def test_prune_removes_what_no_pull_used_for_max_age(tmp_path):
     r = c.prune(14 * DAY, dry_run=True)
     assert (r.removed, r.freed, r.kept) == (2, 1300, 2)
     assert all(os.path.exists(p) for p in (old, young, stale, fresh))
+    assert not any(n.endswith(".lock") for n in os.listdir(os.path.dirname(stale)))   # a dry run makes nothing
     r = c.prune(14 * DAY)
     assert (r.removed, r.freed, r.kept) == (2, 1300, 2)
     assert not os.path.exists(old) and not os.path.exists(stale)
@@ -70,3 +71,12 @@ def test_a_cache_hit_counts_as_a_use(tmp_path):
 def test_prune_of_no_cache(tmp_path):
     r = BlobCache(str(tmp_path / "none")).prune(0)
     assert (r.removed, r.freed, r.kept) == (0, 0, 0)
+
+
+def test_prune_removes_lock_files_left_without_a_download(tmp_path):
+    c = BlobCache(str(tmp_path / "blobs"))
+    left = _put(c.partial("sha256:" + "d" * 64) + ".lock", b"", 0)
+    with c.lock("sha256:" + "e" * 64):                     # held by a pull that has not written yet
+        c.prune(0)
+        assert not os.path.exists(left)
+        assert os.path.exists(c.partial("sha256:" + "e" * 64) + ".lock")
